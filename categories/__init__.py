@@ -1,0 +1,28 @@
+"""The categorical core: categories, functors and their law checkers.
+
+Composition order throughout: ``compose(f, g)`` is "f then g" (f;g), defined
+when cod(f) = dom(g).
+"""
+
+from categories.category import (
+    Category,
+    CompositionError,
+    category_law_failures,
+    composable_pairs,
+)
+from categories.functor import Functor, functor_law_failures, is_functor
+from categories.laws import LawFailure, LawReport, LawViolation, assert_laws
+
+__all__ = [
+    "Category",
+    "CompositionError",
+    "Functor",
+    "LawFailure",
+    "LawReport",
+    "LawViolation",
+    "assert_laws",
+    "category_law_failures",
+    "composable_pairs",
+    "functor_law_failures",
+    "is_functor",
+]

@@ -1,0 +1,169 @@
+"""The category interface and its laws.
+
+Composition order, used everywhere in this package: ``compose(f, g)`` is
+"f then g", written f;g. It is defined when ``cod(f)`` equals ``dom(g)`` and
+has domain ``dom(f)`` and codomain ``cod(g)``. On functions this is
+``x -> g(f(x))``.
+
+Laws checked by `category_law_failures`:
+
+- ``identity.typing``: dom(id_x) = x and cod(id_x) = x;
+- ``composition.typing``: dom(f;g) = dom(f) and cod(f;g) = cod(g);
+- ``identity.left``: id_{dom f};f = f, and ``identity.right``: f;id_{cod f} = f;
+- ``associativity``: (f;g);h = f;(g;h).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from itertools import product
+from typing import Generic, TypeVar
+
+from categories.laws import LawFailure, LawReport
+
+Ob = TypeVar("Ob")
+Mor = TypeVar("Mor")
+
+
+class CompositionError(ValueError):
+    """Raised when two morphisms are composed whose codomain and domain differ."""
+
+
+class Category(ABC, Generic[Ob, Mor]):
+    """A category: objects, morphisms with a domain and codomain, identities, composition.
+
+    Subclasses implement `dom`, `cod`, `identity` and `compose`; equality of
+    objects and of morphisms defaults to ``==`` and may be overridden, for
+    instance with a numerical tolerance. Every law is declared here once and
+    inherited by every concrete category.
+    """
+
+    name: str = "Category"
+
+    @abstractmethod
+    def dom(self, f: Mor) -> Ob:
+        """Return the domain of `f`."""
+
+    @abstractmethod
+    def cod(self, f: Mor) -> Ob:
+        """Return the codomain of `f`."""
+
+    @abstractmethod
+    def identity(self, x: Ob) -> Mor:
+        """Return the identity morphism on `x`."""
+
+    @abstractmethod
+    def compose(self, f: Mor, g: Mor) -> Mor:
+        """Return f;g, "f then g"; raise `CompositionError` unless cod(f) = dom(g)."""
+
+    def equal_objects(self, x: Ob, y: Ob) -> bool:
+        """Return whether two objects are equal (``==`` unless overridden)."""
+        return bool(x == y)
+
+    def equal_morphisms(self, f: Mor, g: Mor) -> bool:
+        """Return whether two morphisms are equal (``==`` unless overridden)."""
+        return bool(f == g)
+
+    def composable(self, f: Mor, g: Mor) -> bool:
+        """Return whether f;g is defined."""
+        return self.equal_objects(self.cod(f), self.dom(g))
+
+    def compose_all(self, morphisms: Sequence[Mor]) -> Mor:
+        """Compose a non-empty sequence of morphisms left to right."""
+        if not morphisms:
+            raise ValueError("compose_all needs at least one morphism; got none")
+        result = morphisms[0]
+        for g in morphisms[1:]:
+            result = self.compose(result, g)
+        return result
+
+    def describe_difference(self, f: Mor, g: Mor) -> str:
+        """Return a short text on how two unequal morphisms differ (empty by default)."""
+        return ""
+
+
+def composable_pairs(
+    category: Category[Ob, Mor], morphisms: Sequence[Mor]
+) -> list[tuple[Mor, Mor]]:
+    """Return every pair (f, g) of the given morphisms for which f;g is defined."""
+    return [
+        (f, g) for f, g in product(morphisms, repeat=2) if category.composable(f, g)
+    ]
+
+
+def category_law_failures(
+    category: Category[Ob, Mor],
+    objects: Iterable[Ob],
+    morphisms: Sequence[Mor],
+    pairs: Sequence[tuple[Mor, Mor]] | None = None,
+    triples: Sequence[tuple[Mor, Mor, Mor]] | None = None,
+) -> LawReport:
+    """Check the category laws on the given objects and morphisms.
+
+    Parameters
+    ----------
+    category : Category
+        The category under test.
+    objects : iterable
+        Objects on which the identity laws are checked.
+    morphisms : sequence
+        Morphisms on which the unit laws are checked.
+    pairs, triples : sequence, optional
+        Composable pairs and triples to check composition typing and
+        associativity on. By default they are searched among `morphisms`,
+        which costs a quadratic number of object comparisons.
+
+    Returns
+    -------
+    LawReport
+        Counts of the equations checked per law, and every failure.
+    """
+    failures: list[LawFailure] = []
+    checked = {
+        "identity.typing": 0,
+        "identity.left": 0,
+        "identity.right": 0,
+        "composition.typing": 0,
+        "associativity": 0,
+    }
+
+    def expect(law: str, witness: tuple[object, ...], lhs: Mor, rhs: Mor) -> None:
+        checked[law] += 1
+        if not category.equal_morphisms(lhs, rhs):
+            detail = category.describe_difference(lhs, rhs)
+            failures.append(LawFailure(law, witness, lhs, rhs, detail))
+
+    def expect_object(law: str, witness: tuple[object, ...], lhs: Ob, rhs: Ob) -> None:
+        checked[law] += 1
+        if not category.equal_objects(lhs, rhs):
+            failures.append(LawFailure(law, witness, lhs, rhs))
+
+    for x in objects:
+        unit = category.identity(x)
+        expect_object("identity.typing", (x,), category.dom(unit), x)
+        expect_object("identity.typing", (x,), category.cod(unit), x)
+
+    for f in morphisms:
+        left = category.compose(category.identity(category.dom(f)), f)
+        right = category.compose(f, category.identity(category.cod(f)))
+        expect("identity.left", (f,), left, f)
+        expect("identity.right", (f,), right, f)
+
+    if pairs is None:
+        pairs = composable_pairs(category, morphisms)
+    for f, g in pairs:
+        fg = category.compose(f, g)
+        expect_object("composition.typing", (f, g), category.dom(fg), category.dom(f))
+        expect_object("composition.typing", (f, g), category.cod(fg), category.cod(g))
+
+    if triples is None:
+        triples = [
+            (f, g, h) for f, g in pairs for h in morphisms if category.composable(g, h)
+        ]
+    for f, g, h in triples:
+        lhs = category.compose(category.compose(f, g), h)
+        rhs = category.compose(f, category.compose(g, h))
+        expect("associativity", (f, g, h), lhs, rhs)
+
+    return LawReport(checked=checked, failures=tuple(failures))

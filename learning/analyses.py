@@ -1,0 +1,461 @@
+"""The main job's analyses, each a stage from stored runs to a JSON-ready dict.
+
+- `check_functor_laws`: L's functor laws (and Param's and Rep's category
+  laws) on segments of the recorded trajectories;
+- `analyze_homotopy`: barriers, homotopy classes, class accuracies with
+  intervals, within- and between-class gaps, beside the claimed ones;
+- `analyze_landscapes`: persistent homology of the loss on a random plane
+  around each network, and the fit of the generalization gap on it.
+
+Diverged runs are left out of every analysis that needs a finite network,
+and each analysis reports how many it left out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import topology
+from categories import category_law_failures
+from categories.functor import functor_law_failures
+from learning import claims
+from learning.config import ExperimentConfig
+from learning.data import Dataset
+from learning.evaluate import StackedEvaluator
+from learning.functor import LearningFunctor
+from learning.homotopy import class_labels, homotopy_classes, loss_barriers
+from learning.param import Trajectory
+from learning.stats import paired_difference_interval, wilson_interval
+from learning.training import RunResult, initial_model
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def finite_runs(runs: Sequence[RunResult]) -> list[RunResult]:
+    """Return the runs that completed with finite metrics."""
+    return [r for r in runs if r.status == "complete"]
+
+
+# ---------------------------------------------------------------- functor laws
+
+
+def check_functor_laws(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    device: torch.device,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Check L's laws on consecutive segments of every recorded trajectory.
+
+    Each trajectory is cut at checkpoints into ``config.functor_segments``
+    segments s_1, ..., s_k. Checked: L(id_x) = id_{L(x)} at every cut point;
+    domains and codomains of every L(s_i); L(s_i;s_{i+1}) = L(s_i);L(s_{i+1})
+    and L((s_1;...;s_i);s_{i+1}) = L(s_1;...;s_i);L(s_{i+1}). Param's and
+    Rep's own category laws are checked on the same segments and images.
+    """
+    functor = LearningFunctor(initial_model(config, dataset, 0), dataset.probe, device)
+    param, rep = functor.source, functor.target
+    checked_runs = [r for r in runs if len(r.trajectory.steps) >= 3]
+
+    reports = {"functor": [], "param": [], "rep": []}  # type: dict[str, list[Any]]
+    for done, run in enumerate(checked_runs, start=1):
+        segments = run.trajectory.split(
+            min(config.functor_segments, len(run.trajectory.steps) - 1)
+        )
+        objects = [s.start for s in segments] + [segments[-1].end]
+        pairs = [(a, b) for a, b in itertools.pairwise(segments)]
+        prefix = segments[0]
+        for nxt in segments[1:]:
+            pairs.append((prefix, nxt))
+            prefix = param.compose(prefix, nxt)
+        morphisms: list[Trajectory] = list(segments) + [prefix]
+        triples = [(a, b, c) for a, b, c in zip(segments, segments[1:], segments[2:])]
+
+        reports["functor"].append(
+            functor_law_failures(functor, objects, morphisms, pairs)
+        )
+        reports["param"].append(
+            category_law_failures(
+                param, objects, morphisms, pairs=pairs, triples=triples
+            )
+        )
+        images = [functor.map_morphism(s) for s in segments]
+        image_pairs = list(itertools.pairwise(images))
+        image_triples = list(zip(images, images[1:], images[2:]))
+        rep_objects = [functor.map_object(x) for x in objects]
+        reports["rep"].append(
+            category_law_failures(rep, rep_objects, images, image_pairs, image_triples)
+        )
+        if progress is not None:
+            progress(done, len(checked_runs))
+
+    summary: dict[str, Any] = {
+        "runs_checked": len(checked_runs),
+        "runs_skipped": len(runs) - len(checked_runs),
+        "segments_per_run": config.functor_segments,
+        "rep_tolerance": {"rtol": rep.rtol, "atol": rep.atol},
+        "probe_size": int(dataset.probe.shape[0]),
+    }
+    for part, part_reports in reports.items():
+        laws: dict[str, dict[str, int]] = {}
+        failures: list[str] = []
+        for report in part_reports:
+            for law, counts in report.summary().items():
+                entry = laws.setdefault(law, {"checked": 0, "failed": 0})
+                entry["checked"] += counts["checked"]
+                entry["failed"] += counts["failed"]
+            failures += [str(f) for f in report.failures]
+        summary[part] = {"laws": laws, "ok": not failures, "failures": failures[:20]}
+    summary["ok"] = all(summary[p]["ok"] for p in reports)
+    return summary
+
+
+# ---------------------------------------------------------------- homotopy
+
+
+def analyze_homotopy(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    device: torch.device,
+    cache_dir: Path,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Compute barriers and homotopy classes, and compare class accuracies."""
+    usable = finite_runs(runs)
+    excluded = [r.name for r in runs if r.status != "complete"]
+    result: dict[str, Any] = {
+        "definition": (
+            "barrier(a, b) = max over alpha of l((1-alpha)a + alpha b)"
+            " - ((1-alpha) l(a) + alpha l(b)), l = training cross-entropy (nats) on the"
+            " training set, straight line, alpha on an even grid with both ends;"
+            " pairs with barrier <= tau are joined; classes are connected components"
+        ),
+        "tau": config.homotopy.tau,
+        "n_alpha": config.homotopy.n_alpha,
+        "runs": [r.name for r in usable],
+        "excluded_runs": excluded,
+    }
+    if len(usable) < 2:
+        result["status"] = f"not computed: {len(usable)} finite run(s), need at least 2"
+        return result
+
+    barriers = _cached_barriers(config, dataset, usable, device, cache_dir, progress)
+    accuracies = np.array([r.test_accuracy for r in usable], dtype=float)
+    labels_test = dataset.y_test.numpy()
+    correct = np.stack([np.asarray(r.test_predictions) == labels_test for r in usable])
+
+    classes = homotopy_classes(barriers, config.homotopy.tau)
+    labels = class_labels(classes, len(usable))
+    n_test = len(dataset.y_test)
+    result.update(
+        status="computed",
+        barriers=barriers.tolist(),
+        classes=[[usable[i].name for i in members] for members in classes],
+        class_of_run={r.name: int(labels[i]) for i, r in enumerate(usable)},
+        class_stats=[_class_stats(accuracies[members], n_test) for members in classes],
+        gaps=accuracy_gaps(accuracies, labels, correct),
+        tau_sweep=[
+            _sweep_entry(barriers, tau, accuracies, correct)
+            for tau in sorted(set(config.homotopy.tau_sweep) | {config.homotopy.tau})
+        ],
+    )
+    result["claims"] = _homotopy_verdicts(result["gaps"])
+    return result
+
+
+def _cached_barriers(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    device: torch.device,
+    cache_dir: Path,
+    progress: Progress | None,
+) -> np.ndarray:
+    key = {
+        "runs": [r.name for r in runs],
+        "points": [r.trajectory.end.digest for r in runs],
+        "data": config.data.model_dump(mode="json"),
+        "n_alpha": config.homotopy.n_alpha,
+    }
+    path = cache_dir / "barriers.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            if str(cached["key"]) == repr(key):
+                logger.info("reusing barriers from %s", path)
+                return np.asarray(cached["barriers"])
+
+    evaluator = StackedEvaluator(initial_model(config, dataset, 0), device)
+    points = torch.stack([r.final_point for r in runs])
+    matrix = loss_barriers(
+        evaluator,
+        points,
+        dataset.x_train,
+        dataset.y_train,
+        config.homotopy.n_alpha,
+        progress,
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / ".barriers.npz.tmp"
+    with open(tmp, "wb") as handle:
+        np.savez(handle, key=np.array(repr(key)), barriers=matrix.barriers)
+    tmp.replace(path)
+    return matrix.barriers
+
+
+def _class_stats(accuracies: np.ndarray, n_test: int) -> dict[str, Any]:
+    mean = float(accuracies.mean())
+    std = float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0
+    interval = wilson_interval(round(mean * n_test), n_test)
+    return {
+        "size": len(accuracies),
+        "test_accuracy_mean": mean,
+        "test_accuracy_std": std,
+        "test_accuracy_ci95": interval.to_json(),
+        "ci_note": (
+            "Wilson interval of the mean accuracy on the n_test shared test"
+            " examples: the test-set sampling noise, not the spread across runs"
+        ),
+    }
+
+
+def accuracy_gaps(
+    accuracies: np.ndarray, labels: np.ndarray, correct: np.ndarray
+) -> dict[str, Any]:
+    """Summarize |accuracy difference| over pairs in the same class and in different ones.
+
+    Gaps are in percentage points. Each pair's 95% half-width comes from the
+    paired interval on the shared test set; the median over pairs tells
+    which gaps the test set can resolve.
+    """
+    within: list[tuple[float, float]] = []
+    between: list[tuple[float, float]] = []
+    n = len(accuracies)
+    for i in range(n):
+        for j in range(i + 1, n):
+            diff, interval = paired_difference_interval(correct[i], correct[j])
+            entry = (100 * abs(diff), 100 * (interval.high - interval.low) / 2)
+            (within if labels[i] == labels[j] else between).append(entry)
+    return {
+        "within_class": _gap_summary(within),
+        "between_class": _gap_summary(between),
+    }
+
+
+def _gap_summary(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    if not pairs:
+        return {"pairs": 0}
+    gaps = np.array([g for g, _ in pairs])
+    half_widths = np.array([h for _, h in pairs])
+    return {
+        "pairs": len(pairs),
+        "mean_points": float(gaps.mean()),
+        "min_points": float(gaps.min()),
+        "max_points": float(gaps.max()),
+        "median_ci95_half_width_points": float(np.median(half_widths)),
+    }
+
+
+def _sweep_entry(
+    barriers: np.ndarray, tau: float, accuracies: np.ndarray, correct: np.ndarray
+) -> dict[str, Any]:
+    classes = homotopy_classes(barriers, tau)
+    labels = class_labels(classes, len(accuracies))
+    gaps = accuracy_gaps(accuracies, labels, correct)
+    return {
+        "tau": tau,
+        "n_classes": len(classes),
+        "class_sizes": [len(c) for c in classes],
+        "within_class_mean_points": gaps["within_class"].get("mean_points"),
+        "between_class_mean_points": gaps["between_class"].get("mean_points"),
+    }
+
+
+def _homotopy_verdicts(gaps: dict[str, Any]) -> dict[str, Any]:
+    within, between = gaps["within_class"], gaps["between_class"]
+    verdicts: dict[str, Any] = {
+        "source": claims.SOURCE,
+        "setup_claimed": claims.HOMOTOPY_SETUP,
+    }
+
+    claimed = claims.HOMOTOPY_WITHIN_POINTS
+    if within["pairs"] == 0:
+        verdict = "not testable: no homotopy class has two runs"
+    elif within["mean_points"] <= claimed:
+        verdict = "consistent: mean within-class gap is at most the claimed bound"
+    else:
+        verdict = "not consistent: mean within-class gap exceeds the claimed bound"
+    if within["pairs"] and within["median_ci95_half_width_points"] > claimed:
+        verdict += (
+            f"; note a {claimed}-point gap is below this test set's resolution"
+            f" (median 95% half-width {within['median_ci95_half_width_points']:.2f} points)"
+        )
+    verdicts["within_class"] = {
+        "claimed_at_most_points": claimed,
+        "measured_mean_points": within.get("mean_points"),
+        "verdict": verdict,
+    }
+
+    claimed = claims.HOMOTOPY_BETWEEN_POINTS
+    if between["pairs"] == 0:
+        verdict = "not testable: all runs are in one class"
+    elif between["mean_points"] > claimed:
+        verdict = "consistent: mean between-class gap exceeds the claimed bound"
+    else:
+        verdict = "not consistent: mean between-class gap is at most the claimed bound"
+    verdicts["between_class"] = {
+        "claimed_over_points": claimed,
+        "measured_mean_points": between.get("mean_points"),
+        "verdict": verdict,
+    }
+    return verdicts
+
+
+# ---------------------------------------------------------------- landscapes
+
+
+def analyze_landscapes(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    device: torch.device,
+    cache_dir: Path,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Compute each network's landscape persistence and fit the gap on it."""
+    cfg = config.landscape
+    usable = finite_runs(runs)
+    n_examples = min(cfg.n_examples, len(dataset.y_train))
+    x, y = dataset.x_train[:n_examples], dataset.y_train[:n_examples]
+    evaluator = StackedEvaluator(initial_model(config, dataset, 0), device)
+
+    per_run: list[dict[str, Any]] = []
+    for done, run in enumerate(usable, start=1):
+        per_run.append(_run_landscape(config, evaluator, run, x, y, cache_dir))
+        if progress is not None:
+            progress(done, len(usable))
+
+    fitted = [e for e in per_run if e["total_persistence"] is not None]
+    gaps = np.array([e["generalization_gap"] for e in fitted], dtype=float)
+    closed = np.array([e["total_persistence"] for e in fitted], dtype=float)
+    finite_only = np.array([e["total_persistence_finite"] for e in fitted], dtype=float)
+    optimizer_of = {r.name: r.spec.optimizer.name for r in usable}
+    by_optimizer = {}
+    for optimizer in sorted(set(optimizer_of.values())):
+        mask = np.array(
+            [optimizer_of[e["run"]] == optimizer for e in fitted], dtype=bool
+        )
+        by_optimizer[optimizer] = topology.fit_gap(
+            closed[mask], gaps[mask], n_bootstrap=1000, seed=cfg.seed
+        ).to_json()
+    return {
+        "definition": (
+            "sublevel-set persistent homology (gudhi cubical complex, H0 and H1) of the"
+            " training loss on a filter-normalized random plane theta + a d1 + b d2,"
+            " a and b in [-span, span]; total persistence = sum of (death - birth) over"
+            " all bars, essential bars closed at the largest loss on the grid;"
+            " generalization gap = train accuracy - test accuracy"
+        ),
+        "resolution": cfg.resolution,
+        "span": cfg.span,
+        "n_examples": n_examples,
+        "direction_seed": cfg.seed,
+        "excluded_runs": [r.name for r in runs if r.status != "complete"]
+        + [e["run"] for e in per_run if e["total_persistence"] is None],
+        "runs": per_run,
+        "fit": topology.fit_gap(
+            closed, gaps, n_bootstrap=1000, seed=cfg.seed
+        ).to_json(),
+        "fit_finite_bars_only": topology.fit_gap(
+            finite_only, gaps, n_bootstrap=1000, seed=cfg.seed
+        ).to_json(),
+        "fit_by_optimizer": by_optimizer,
+        "claim": {
+            "source": claims.SOURCE,
+            "claimed_r2": claims.PERSISTENCE_R2,
+            "setup_claimed": claims.PERSISTENCE_SETUP,
+        },
+    }
+
+
+def _run_landscape(
+    config: ExperimentConfig,
+    evaluator: StackedEvaluator,
+    run: RunResult,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cache_dir: Path,
+) -> dict[str, Any]:
+    cfg = config.landscape
+    key = repr(
+        {
+            "point": run.trajectory.end.digest,
+            "landscape": cfg.model_dump(mode="json"),
+            "data": config.data.model_dump(mode="json"),
+        }
+    )
+    path = cache_dir / "landscapes" / f"{run.name}.npz"
+    values: np.ndarray | None = None
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            if str(cached["key"]) == key:
+                values = np.asarray(cached["values"])
+    if values is None:
+        params = evaluator.layout.unflatten(run.final_point)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        directions = topology.random_plane(params, generator)
+        surface = topology.loss_surface(
+            evaluator.loss_fn(x, y), params, directions, cfg.span, cfg.resolution
+        )
+        values = surface.values
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, key=np.array(key), values=values)
+        tmp.replace(path)
+
+    entry: dict[str, Any] = {
+        "run": run.name,
+        "generalization_gap": run.generalization_gap,
+        "loss_at_centre": float(values[cfg.resolution // 2, cfg.resolution // 2]),
+        "loss_max": float(np.nanmax(values)) if np.isfinite(values).any() else None,
+    }
+    try:
+        diagram = topology.sublevel_persistence(values)
+    except ValueError as error:
+        logger.warning("landscape of run %s has non-finite losses: %s", run.name, error)
+        entry.update(
+            total_persistence=None,
+            total_persistence_finite=None,
+            diagram=None,
+            error=str(error),
+        )
+        return entry
+    entry.update(
+        total_persistence=topology.total_persistence(
+            diagram, essential_death=float(values.max())
+        ),
+        total_persistence_finite=topology.total_persistence(diagram),
+        finite_bars=len(diagram.finite()),
+        diagram=diagram.to_json(),
+    )
+    return entry
+
+
+def landscape_grid(cache_dir: Path, run_name: str) -> np.ndarray | None:
+    """Return a run's cached loss grid, if it has been computed."""
+    path = cache_dir / "landscapes" / f"{run_name}.npz"
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as cached:
+        return np.asarray(cached["values"])

@@ -1,0 +1,298 @@
+"""Experiment configuration: pydantic models and the named presets.
+
+Every number the main job prints is produced under one `ExperimentConfig`,
+which is written beside the results. Invalid values are rejected when the
+config is built, with a message naming the field, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from itertools import product
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """Raised when a configuration file or preset name is invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """The data set and the sizes of its splits.
+
+    MNIST-1D is generated locally by the `mnist1d` package (no download);
+    ``digits`` is scikit-learn's bundled 8x8 digits set.
+    """
+
+    name: Literal["mnist1d", "digits"] = "mnist1d"
+    n_train: int = Field(4000, ge=10, description="training examples")
+    n_test: int = Field(
+        10000,
+        ge=10,
+        description=(
+            "test examples; 10000 keeps the 95% interval of one accuracy within"
+            " about +-1 point, since 1.96 * sqrt(0.25 / 10000) = 0.0098"
+        ),
+    )
+    seed: int = Field(42, ge=0, description="seed of the MNIST-1D generator")
+    probe_size: int = Field(
+        256, ge=1, description="held-out inputs on which L computes features"
+    )
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> DataConfig:
+        if self.name == "mnist1d" and (self.n_train + self.n_test) % 10:
+            raise ValueError(
+                f"n_train + n_test = {self.n_train + self.n_test} must be a multiple"
+                " of 10 for MNIST-1D, which generates the same number of examples"
+                " of each of its 10 classes; adjust n_train or n_test"
+            )
+        if self.probe_size > self.n_test:
+            raise ValueError(
+                f"probe_size = {self.probe_size} exceeds n_test = {self.n_test};"
+                " the probe set is drawn from the test inputs, so lower probe_size"
+            )
+        return self
+
+
+class ModelConfig(_Strict):
+    """The network: a multilayer perceptron or a small 1-D CNN."""
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    hidden: int = Field(128, ge=1, description="width of the hidden layers")
+    depth: int = Field(2, ge=1, description="number of hidden layers (MLP)")
+    channels: int = Field(16, ge=1, description="convolution channels (CNN)")
+
+
+class OptimizerConfig(_Strict):
+    """One optimizer of the sweep."""
+
+    name: Literal["sgd", "adam"]
+    lr: float = Field(gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(0.0, ge=0)
+
+    @property
+    def label(self) -> str:
+        """Short name used in run ids and tables."""
+        return self.name
+
+
+class TrainConfig(_Strict):
+    """The sweep: every combination of init seed, data seed and optimizer is a run."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(100, ge=1)
+    checkpoint_every: int = Field(
+        40, ge=1, description="optimizer steps between recorded checkpoints"
+    )
+    init_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    data_seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
+    optimizers: list[OptimizerConfig] = Field(
+        default_factory=lambda: [
+            OptimizerConfig(name="sgd", lr=0.05),
+            OptimizerConfig(name="adam", lr=1e-3),
+        ],
+        min_length=1,
+    )
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> TrainConfig:
+        for field_name in ("init_seeds", "data_seeds"):
+            values = getattr(self, field_name)
+            if len(set(values)) != len(values):
+                raise ValueError(
+                    f"{field_name} = {values} repeats a seed; list each once"
+                )
+        return self
+
+    def run_specs(self) -> list[RunSpec]:
+        """Return the runs of the sweep in a fixed order."""
+        return [
+            RunSpec(index=i, init_seed=a, data_seed=b, optimizer=opt)
+            for i, (a, b, opt) in enumerate(
+                product(self.init_seeds, self.data_seeds, self.optimizers)
+            )
+        ]
+
+
+class RunSpec(_Strict):
+    """One training run of the sweep."""
+
+    index: int
+    init_seed: int
+    data_seed: int
+    optimizer: OptimizerConfig
+
+    @property
+    def name(self) -> str:
+        """Readable run id, unique within a sweep."""
+        return (
+            f"r{self.index:03d}-init{self.init_seed}-data{self.data_seed}"
+            f"-{self.optimizer.label}"
+        )
+
+
+class HomotopyConfig(_Strict):
+    """Loss barriers on straight lines between final networks, and the threshold.
+
+    The barrier of a pair is max over alpha of
+    loss((1 - alpha) a + alpha b) - ((1 - alpha) loss(a) + alpha loss(b)),
+    with the training loss (cross-entropy, nats) on the training set. Pairs
+    with barrier <= tau are joined; homotopy classes are connected components.
+    """
+
+    tau: float = Field(
+        0.1,
+        ge=0,
+        description=(
+            "barrier threshold in nats; 0.1 is about 4% of the loss of a uniform"
+            " guess over 10 classes (ln 10 = 2.30)"
+        ),
+    )
+    n_alpha: int = Field(21, ge=3, description="points on each line, ends included")
+    tau_sweep: list[float] = Field(
+        default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+        description="other thresholds whose classes are reported for comparison",
+    )
+
+
+class LandscapeConfig(_Strict):
+    """The loss landscape on a filter-normalized random plane around each network."""
+
+    resolution: int = Field(21, ge=3, description="grid points per axis")
+    span: float = Field(
+        1.0, gt=0, description="half-width of the grid, in filter-normalized units"
+    )
+    n_examples: int = Field(
+        2000, ge=1, description="training examples on which the loss is evaluated"
+    )
+    seed: int = Field(0, ge=0, description="seed of the random directions")
+
+    @field_validator("resolution")
+    @classmethod
+    def _check_odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(
+                f"resolution = {value} must be odd so that the grid's centre is the"
+                f" trained network itself; use {value + 1}"
+            )
+        return value
+
+
+class ExperimentConfig(_Strict):
+    """Everything that determines the main job's numbers."""
+
+    name: str = "quick"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    homotopy: HomotopyConfig = HomotopyConfig()
+    landscape: LandscapeConfig = LandscapeConfig()
+    functor_segments: int = Field(
+        4, ge=2, description="segments each trajectory is cut into for L's law check"
+    )
+    device: str = Field(
+        "auto", description="'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:N]'"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError(
+                f"device {value!r} is not supported; use 'auto', 'cpu', 'cuda',"
+                " 'cuda:N' or 'mps'"
+            )
+        return value
+
+    @property
+    def n_runs(self) -> int:
+        """Number of training runs in the sweep."""
+        t = self.train
+        return len(t.init_seeds) * len(t.data_seeds) * len(t.optimizers)
+
+    def fingerprint(self, *sections: str) -> str:
+        """Return a short hash of the named sections (all when none are named)."""
+        dumped = self.model_dump(mode="json")
+        if sections:
+            dumped = {key: dumped[key] for key in sections}
+        text = json.dumps(dumped, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _tiny() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="tiny",
+        data=DataConfig(n_train=600, n_test=1000, probe_size=64),
+        model=ModelConfig(hidden=32),
+        train=TrainConfig(
+            epochs=3,
+            batch_size=50,
+            checkpoint_every=12,
+            init_seeds=[0, 1, 2],
+            data_seeds=[0],
+            optimizers=[OptimizerConfig(name="sgd", lr=0.05)],
+        ),
+        homotopy=HomotopyConfig(n_alpha=7),
+        landscape=LandscapeConfig(resolution=9, n_examples=300),
+        functor_segments=3,
+    )
+
+
+def _full() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="full",
+        train=TrainConfig(init_seeds=list(range(25)), data_seeds=[0, 1]),
+    )
+
+
+PRESETS: dict[str, Any] = {
+    "tiny": _tiny,
+    "quick": lambda: ExperimentConfig(name="quick"),
+    "full": _full,
+}
+
+
+def preset(name: str) -> ExperimentConfig:
+    """Return a named preset: ``tiny`` (tests), ``quick`` (12 runs) or ``full`` (100)."""
+    try:
+        factory = PRESETS[name]
+    except KeyError:
+        choices = ", ".join(sorted(PRESETS))
+        raise ConfigError(
+            f"unknown preset {name!r}; choose one of: {choices}"
+        ) from None
+    config: ExperimentConfig = factory()
+    return config
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an `ExperimentConfig` from a JSON file, naming any invalid field."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"config file {path} is invalid:\n{error}") from None

@@ -1,0 +1,196 @@
+"""The main job: train a sweep, build L, find homotopy classes, measure landscapes.
+
+`reproduce` runs the stages in order, config -> data -> runs (in the store)
+-> analyses -> report, and writes everything under one results folder.
+Finished runs and analysis results are cached there, so calling it again
+on the same folder resumes where an interrupted call stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learning import claims
+from learning.analyses import analyze_homotopy, analyze_landscapes, check_functor_laws
+from learning.config import ExperimentConfig, preset
+from learning.data import Dataset, load_dataset
+from learning.evaluate import resolve_device
+from learning.report import write_report
+from learning.store import RunStore, atomic_write_json, run_key
+from learning.training import RunResult, train_run
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)``; stages are 'train', 'functor',
+'barriers' and 'landscapes'."""
+
+
+def train_sweep(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    store: RunStore,
+    device: torch.device,
+    progress: ProgressCallback | None = None,
+) -> list[RunResult]:
+    """Train every run of the sweep that the store does not already hold."""
+    specs = config.train.run_specs()
+    runs: list[RunResult] = []
+    reused = 0
+    for done, spec in enumerate(specs, start=1):
+        key = run_key(config, spec)
+        stored = store.load(spec, key)
+        if stored is None:
+            stored = train_run(config, dataset, spec, device)
+            store.save(stored, key)
+        else:
+            reused += 1
+        runs.append(stored)
+        if progress is not None:
+            progress("train", done, len(specs))
+    if reused:
+        logger.info("reused %d of %d runs from %s", reused, len(specs), store.root)
+    return runs
+
+
+def reproduce(
+    config: ExperimentConfig | str,
+    out: str | Path,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Run the main job and write results.json, figures and report.md under `out`.
+
+    Parameters
+    ----------
+    config : ExperimentConfig or str
+        A config, or the name of a preset ('tiny', 'quick', 'full').
+    out : path
+        The results folder. Runs already stored there under the same
+        settings are reused, not retrained.
+    progress : callable, optional
+        Called as ``progress(stage, done, total)`` as work finishes.
+
+    Returns
+    -------
+    dict
+        The content of results.json.
+    """
+    if isinstance(config, str):
+        config = preset(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    logger.info("main job %r on %s, writing to %s", config.name, device, out)
+    atomic_write_json(out / "config.json", config.model_dump(mode="json"))
+
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        return lambda done, total: progress(name, done, total)
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    dataset = load_dataset(config.data)
+    timings["data"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    runs = train_sweep(config, dataset, RunStore(out), device, progress)
+    timings["train"] = time.perf_counter() - clock
+
+    cache = out / "analysis"
+    clock = time.perf_counter()
+    functor = check_functor_laws(config, dataset, runs, device, stage("functor"))
+    timings["functor"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    homotopy = analyze_homotopy(config, dataset, runs, device, cache, stage("barriers"))
+    timings["homotopy"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    landscapes = analyze_landscapes(
+        config, dataset, runs, device, cache, stage("landscapes")
+    )
+    timings["landscapes"] = time.perf_counter() - clock
+
+    results: dict[str, Any] = {
+        "config": config.model_dump(mode="json"),
+        "environment": _environment(device),
+        "data": {
+            "name": dataset.name,
+            "n_train": len(dataset.y_train),
+            "n_test": len(dataset.y_test),
+            "probe_size": int(dataset.probe.shape[0]),
+        },
+        "runs": [_run_json(r) for r in runs],
+        "n_runs": len(runs),
+        "n_diverged": sum(r.status == "diverged" for r in runs),
+        "functor_laws": functor,
+        "homotopy": homotopy,
+        "topology": landscapes,
+        "claims": claims.claims_json(),
+        "timings_seconds": timings,
+    }
+    timings["total"] = time.perf_counter() - started
+    write_report(results, out, cache)
+    logger.info("main job finished in %.1fs", results["timings_seconds"]["total"])
+    return results
+
+
+def _run_json(run: RunResult) -> dict[str, Any]:
+    return {
+        "name": run.name,
+        "init_seed": run.spec.init_seed,
+        "data_seed": run.spec.data_seed,
+        "optimizer": run.spec.optimizer.model_dump(mode="json"),
+        "status": run.status,
+        "diverged_at_step": run.diverged_at_step,
+        "steps": run.trajectory.duration,
+        "checkpoints": len(run.trajectory.steps),
+        "train_loss": run.train_loss,
+        "train_accuracy": run.train_accuracy,
+        "test_loss": run.test_loss,
+        "test_accuracy": run.test_accuracy,
+        "generalization_gap": run.generalization_gap,
+        "seconds": run.seconds,
+    }
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    import gudhi
+    import numpy
+
+    return {
+        "device": str(device),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "gudhi": gudhi.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None if completed.returncode == 0 else None

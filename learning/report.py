@@ -1,0 +1,420 @@
+"""The main job's outputs: results.json, PNG figures and report.md.
+
+Every number in the report is read from the results dict the run computed.
+Published claims appear only in columns and fields labelled "claimed".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Rectangle
+
+from learning.store import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+FIGURES = {
+    "barriers": "barrier_matrix.png",
+    "diagram": "persistence_diagram.png",
+    "fit": "gap_vs_persistence.png",
+}
+
+
+def write_report(results: dict[str, Any], out: Path, cache: Path) -> None:
+    """Write results.json, the figures and report.md into `out`."""
+    figures: dict[str, str | None] = {
+        "barriers": _plot_barriers(results, out / FIGURES["barriers"]),
+        "diagram": _plot_diagram(results, out / FIGURES["diagram"], cache),
+        "fit": _plot_fit(results, out / FIGURES["fit"]),
+    }
+    results["figures"] = figures
+    atomic_write_json(out / "results.json", results)
+    (out / "report.md").write_text(render_markdown(results))
+    logger.info("wrote results.json, report.md and %d figures to %s", len(figures), out)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Return (quantity, measured, claimed) rows for the printed summary table."""
+    homotopy, topo = results["homotopy"], results["topology"]
+    functor = results["functor_laws"]
+    checked = sum(
+        entry["checked"]
+        for part in ("functor",)
+        for entry in functor[part]["laws"].values()
+    )
+    failed = sum(
+        entry["failed"]
+        for part in ("functor",)
+        for entry in functor[part]["laws"].values()
+    )
+    rows = [
+        ("runs (diverged)", f"{results['n_runs']} ({results['n_diverged']})", ""),
+        ("L functor laws", f"{checked - failed}/{checked} equations hold", ""),
+    ]
+    if homotopy.get("status") == "computed":
+        sizes = [s["size"] for s in homotopy["class_stats"]]
+        within = homotopy["gaps"]["within_class"]
+        between = homotopy["gaps"]["between_class"]
+        rows += [
+            (
+                f"homotopy classes (tau={homotopy['tau']})",
+                f"{len(sizes)}, sizes {sizes}",
+                "7 (of 100 runs)",
+            ),
+            (
+                "within-class gap, mean (points)",
+                _fmt(within.get("mean_points"), 3),
+                f"<= {homotopy['claims']['within_class']['claimed_at_most_points']}",
+            ),
+            (
+                "between-class gap, mean (points)",
+                _fmt(between.get("mean_points"), 3),
+                f"> {homotopy['claims']['between_class']['claimed_over_points']}",
+            ),
+        ]
+    fit = topo["fit"]
+    rows.append(
+        (
+            "R^2 of gap on total persistence",
+            f"{_fmt(fit.get('r2'))} (n={fit.get('n')})",
+            str(topo["claim"]["claimed_r2"]),
+        )
+    )
+    return rows
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """Return the readable report for a results dict."""
+    config, data, env = results["config"], results["data"], results["environment"]
+    lines = [
+        f"# categorical-invariants: main job `{config['name']}`",
+        "",
+        (
+            f"Data: {data['name']}, {data['n_train']} training and {data['n_test']} test"
+            f" examples (probe set: {data['probe_size']} test inputs). Model:"
+            f" {config['model']['kind']}, hidden width {config['model']['hidden']}."
+            f" Device {env['device']}, torch {env['torch']}, code {env['git_commit'] or 'unknown'}."
+            f" Finished {env['finished_at']}, {results['timings_seconds']['total']:.0f} s in all."
+        ),
+        "",
+        "Claimed values come from " + results["claims"]["source"] + " and were measured"
+        " there on other setups (stated beside each); every other number was computed"
+        " by this run.",
+        "",
+        "## Summary",
+        "",
+        "| quantity | measured here | claimed |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {q} | {m} | {c} |" for q, m, c in summary_rows(results)]
+    lines += _runs_section(results) + _functor_section(results)
+    lines += _homotopy_section(results) + _topology_section(results)
+    lines += ["", "## Timings (seconds)", ""]
+    lines += [f"- {k}: {v:.1f}" for k, v in results["timings_seconds"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _runs_section(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Runs",
+        "",
+        "| run | optimizer | status | train acc | test acc | gap | train loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results["runs"]:
+        status = r["status"]
+        if r["diverged_at_step"] is not None:
+            status += f" at step {r['diverged_at_step']}"
+        lines.append(
+            f"| {r['name']} | {r['optimizer']['name']} lr={r['optimizer']['lr']} | {status}"
+            f" | {_pct(r['train_accuracy'])} | {_pct(r['test_accuracy'])}"
+            f" | {_pct(r['generalization_gap'])} | {_fmt(r['train_loss'], 4)} |"
+        )
+    return lines
+
+
+def _functor_section(results: dict[str, Any]) -> list[str]:
+    f = results["functor_laws"]
+    tol = f["rep_tolerance"]
+    lines = [
+        "",
+        "## The learning functor L: Param -> Rep",
+        "",
+        (
+            f"L sends a checkpoint to its penultimate features on {f['probe_size']} probe"
+            " inputs, and a trajectory to the features at each checkpoint. Each of"
+            f" {f['runs_checked']} trajectories was cut into {f['segments_per_run']} segments;"
+            f" Rep compares features with rtol={tol['rtol']}, atol={tol['atol']}."
+        ),
+        "",
+        "| category or functor | law | checked | failed |",
+        "|---|---|---|---|",
+    ]
+    for part in ("functor", "param", "rep"):
+        for law, counts in f[part]["laws"].items():
+            lines.append(
+                f"| {part} | {law} | {counts['checked']} | {counts['failed']} |"
+            )
+    for part in ("functor", "param", "rep"):
+        for failure in f[part]["failures"]:
+            lines.append(f"\n- {part}: {failure}")
+    return lines
+
+
+def _homotopy_section(results: dict[str, Any]) -> list[str]:
+    h = results["homotopy"]
+    lines = ["", "## Homotopy classes", "", h["definition"] + ".", ""]
+    if h.get("status") != "computed":
+        return lines + [h.get("status", "not computed")]
+    if h["excluded_runs"]:
+        lines.append(f"Left out (diverged): {', '.join(h['excluded_runs'])}.\n")
+    lines += [
+        f"tau = {h['tau']}, {h['n_alpha']} points per line.",
+        "",
+        "| class | size | test acc mean | std | 95% CI (Wilson, n_test) | members |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, (stats, members) in enumerate(zip(h["class_stats"], h["classes"])):
+        ci = stats["test_accuracy_ci95"]
+        lines.append(
+            f"| {k} | {stats['size']} | {_pct(stats['test_accuracy_mean'])}"
+            f" | {_pct(stats['test_accuracy_std'])} | [{_pct(ci['low'])}, {_pct(ci['high'])}]"
+            f" | {', '.join(members)} |"
+        )
+    lines += [
+        "",
+        (
+            "| pairs | count | mean gap | min | max | median 95% half-width | claimed |"
+            " verdict |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, claim_key, claimed in (
+        ("within_class", "within_class", "<= {} points"),
+        ("between_class", "between_class", "> {} points"),
+    ):
+        g = h["gaps"][key]
+        c = h["claims"][claim_key]
+        bound = c.get("claimed_at_most_points", c.get("claimed_over_points"))
+        lines.append(
+            f"| {key.replace('_', ' ')} | {g['pairs']} | {_fmt(g.get('mean_points'), 2)}"
+            f" | {_fmt(g.get('min_points'), 2)} | {_fmt(g.get('max_points'), 2)}"
+            f" | {_fmt(g.get('median_ci95_half_width_points'), 2)}"
+            f" | {claimed.format(bound)} | {c['verdict']} |"
+        )
+    lines += [
+        "",
+        (
+            f"Claimed setup: {h['claims']['setup_claimed']}. Gaps are |difference in test"
+            " accuracy| in points over pairs of runs."
+        ),
+        "",
+        "Classes at other thresholds:",
+        "",
+        "| tau | classes | sizes | within-class mean gap | between-class mean gap |",
+        "|---|---|---|---|---|",
+    ]
+    for s in h["tau_sweep"]:
+        lines.append(
+            f"| {s['tau']} | {s['n_classes']} | {s['class_sizes']}"
+            f" | {_fmt(s['within_class_mean_points'], 2)}"
+            f" | {_fmt(s['between_class_mean_points'], 2)} |"
+        )
+    lines += ["", f"![barrier matrix]({FIGURES['barriers']})"]
+    return lines
+
+
+def _topology_section(results: dict[str, Any]) -> list[str]:
+    t = results["topology"]
+    fit = t["fit"]
+    lines = [
+        "",
+        "## Persistent homology of the loss landscape",
+        "",
+        t["definition"] + f". Grid {t['resolution']} x {t['resolution']}, span"
+        f" {t['span']}, loss on {t['n_examples']} training examples, direction seed"
+        f" {t['direction_seed']}.",
+        "",
+        (
+            "| run | total persistence | finite bars: count, total | generalization gap"
+            " | loss at centre |"
+        ),
+        "|---|---|---|---|---|",
+    ]
+    for e in t["runs"]:
+        lines.append(
+            f"| {e['run']} | {_fmt(e['total_persistence'], 4)}"
+            f" | {e.get('finite_bars', 'n/a')}, {_fmt(e.get('total_persistence_finite'), 4)}"
+            f" | {_pct(e['generalization_gap'])} | {_fmt(e['loss_at_centre'], 4)} |"
+        )
+    lines += [
+        "",
+        (
+            "| fit of the gap on | n | R^2 measured here | bootstrap 95% interval | slope"
+            " | p-value | claimed R^2 |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    fits = [
+        (
+            "total persistence, all runs",
+            fit,
+            f"{t['claim']['claimed_r2']} ({t['claim']['setup_claimed']})",
+        )
+    ]
+    fits.append(("finite bars only, all runs", t["fit_finite_bars_only"], ""))
+    fits += [
+        (f"total persistence, {name} runs only", sub, "")
+        for name, sub in t["fit_by_optimizer"].items()
+    ]
+    for label, f, claimed in fits:
+        ci = (
+            f"[{_fmt(f.get('r2_ci_low'))}, {_fmt(f.get('r2_ci_high'))}]"
+            if f.get("r2_ci_low") is not None
+            else "n/a"
+        )
+        lines.append(
+            f"| {label} | {f.get('n')} | {_fmt(f.get('r2'))} | {ci}"
+            f" | {_fmt(f.get('slope'), 4)} | {_fmt(f.get('p_value'), 4)} | {claimed} |"
+        )
+    lines.append(
+        "\nThe per-optimizer rows show how much of the pooled R^2 comes from the"
+        " difference between optimizers rather than from variation within one."
+    )
+    for label, f, _ in fits:
+        if f.get("reason"):
+            lines.append(f"\nR^2 for {label}: not computed, {f['reason']}.")
+    if t["excluded_runs"]:
+        lines.append(f"\nLeft out: {', '.join(t['excluded_runs'])}.")
+    lines += [
+        "",
+        f"![persistence diagram]({FIGURES['diagram']})",
+        "",
+        f"![gap against total persistence]({FIGURES['fit']})",
+    ]
+    return lines
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _plot_barriers(results: dict[str, Any], path: Path) -> str | None:
+    h = results["homotopy"]
+    if h.get("status") != "computed":
+        return None
+    barriers = np.array(h["barriers"])
+    names = h["runs"]
+    order = [names.index(m) for members in h["classes"] for m in members]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(barriers[np.ix_(order, order)], cmap="viridis")
+    fig.colorbar(image, ax=ax, label="loss barrier (nats)")
+    start = 0
+    for members in h["classes"]:
+        size = len(members)
+        ax.add_patch(
+            Rectangle(
+                (start - 0.5, start - 0.5), size, size, fill=False, ec="red", lw=2
+            )
+        )
+        start += size
+    labels = [names[i] for i in order]
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_title(f"Loss barriers, homotopy classes at tau = {h['tau']} (red)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+def _plot_diagram(results: dict[str, Any], path: Path, cache: Path) -> str | None:
+    from learning.analyses import landscape_grid
+
+    entries = [e for e in results["topology"]["runs"] if e["diagram"] is not None]
+    if not entries:
+        return None
+    entry = entries[0]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+    grid = landscape_grid(cache, entry["run"])
+    span = results["topology"]["span"]
+    if grid is not None:
+        image = left.imshow(
+            grid.T, origin="lower", extent=(-span, span, -span, span), cmap="magma"
+        )
+        fig.colorbar(image, ax=left, label="training loss (nats)")
+    left.set_title(f"Training loss, {entry['run']}", fontsize=10)
+    left.set_xlabel("a (direction 1)")
+    left.set_ylabel("b (direction 2)")
+
+    bars = entry["diagram"]["bars"]
+    # Essential bars are drawn where total persistence closes them: at the
+    # largest loss on the grid.
+    closing = entry["loss_max"]
+    births = [b for dim in bars.values() for b, _ in dim]
+    bottom = min([*births, 0.0])
+    for dim, pairs in sorted(bars.items()):
+        xs = [b for b, _ in pairs]
+        ys = [closing if d is None else d for _, d in pairs]
+        right.scatter(xs, ys, label=f"H{dim}", s=20)
+    right.plot([bottom, closing], [bottom, closing], color="grey", lw=1)
+    right.axhline(closing, color="grey", ls="--", lw=1)
+    right.set_xlabel("birth (loss)")
+    right.set_ylabel("death (loss); dashed: essential, closed at grid max")
+    right.set_title(f"Sublevel persistence, total {entry['total_persistence']:.4f}")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+def _plot_fit(results: dict[str, Any], path: Path) -> str | None:
+    t = results["topology"]
+    points = [
+        (e["total_persistence"], e["generalization_gap"], e["run"])
+        for e in t["runs"]
+        if e["total_persistence"] is not None
+    ]
+    if not points:
+        return None
+    optimizer_of = {r["name"]: r["optimizer"]["name"] for r in results["runs"]}
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for optimizer in sorted({optimizer_of[name] for _, _, name in points}):
+        xs = [x for x, _, name in points if optimizer_of[name] == optimizer]
+        ys = [100 * y for _, y, name in points if optimizer_of[name] == optimizer]
+        ax.scatter(xs, ys, label=optimizer)
+    fit = t["fit"]
+    if fit.get("r2") is not None:
+        line = np.linspace(min(p[0] for p in points), max(p[0] for p in points), 50)
+        ax.plot(
+            line,
+            100 * (fit["slope"] * line + fit["intercept"]),
+            color="black",
+            label=f"least squares, R^2 = {fit['r2']:.3f} (n = {fit['n']})",
+        )
+    ax.set_xlabel("total persistence of the loss landscape")
+    ax.set_ylabel("generalization gap (points)")
+    ax.set_title("Gap against total persistence (measured)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name

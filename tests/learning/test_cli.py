@@ -1,0 +1,56 @@
+"""The catinv command line: help, config printing and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from learning.cli import main
+
+
+def test_config_prints_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--preset", "tiny"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["name"] == "tiny"
+
+
+def test_bad_config_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"train": {"epochs": 0}}))
+    assert main(["reproduce", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "train.epochs" in capsys.readouterr().err
+
+
+def test_negative_tau_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["reproduce", "--preset", "tiny", "--tau", "-1", "--out", str(tmp_path)]
+    )
+    assert code == 2
+    assert "tau" in capsys.readouterr().err
+
+
+def test_unavailable_device_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["reproduce", "--preset", "tiny", "--device", "tpu", "--out", str(tmp_path)]
+    )
+    assert code == 2
+    assert "tpu" in capsys.readouterr().err
+
+
+def test_unknown_preset_is_usage_error() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "--preset", "huge", "--out", "x"])
+    assert exit_info.value.code == 2
+
+
+def test_out_is_required() -> None:
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--preset", "tiny"])

@@ -1,0 +1,153 @@
+"""The main job on the tiny preset: a complete, consistent results folder, and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import learning.experiment
+from learning.config import OptimizerConfig, preset
+from learning.experiment import reproduce
+
+
+@pytest.fixture(scope="module")
+def tiny_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    reproduce("tiny", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(tiny_out: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((tiny_out / "results.json").read_text())
+    return loaded
+
+
+def test_folder_has_every_output(tiny_out: Path) -> None:
+    for name in (
+        "results.json",
+        "report.md",
+        "config.json",
+        "barrier_matrix.png",
+        "persistence_diagram.png",
+        "gap_vs_persistence.png",
+    ):
+        assert (tiny_out / name).is_file(), name
+
+
+def test_figures_are_png(tiny_out: Path) -> None:
+    for name in (
+        "barrier_matrix.png",
+        "persistence_diagram.png",
+        "gap_vs_persistence.png",
+    ):
+        assert (tiny_out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_classes_partition_runs(results: dict[str, Any]) -> None:
+    classes = results["homotopy"]["classes"]
+    members = sorted(m for c in classes for m in c)
+    assert members == sorted(results["homotopy"]["runs"])
+    assert len(results["homotopy"]["runs"]) == results["n_runs"] - results["n_diverged"]
+
+
+def test_accuracies_are_fractions(results: dict[str, Any]) -> None:
+    for run in results["runs"]:
+        assert 0 <= run["train_accuracy"] <= 1
+        assert 0 <= run["test_accuracy"] <= 1
+    for stats in results["homotopy"]["class_stats"]:
+        ci = stats["test_accuracy_ci95"]
+        assert 0 <= ci["low"] <= stats["test_accuracy_mean"] <= ci["high"] <= 1
+
+
+def test_r2_in_unit_interval(results: dict[str, Any]) -> None:
+    r2 = results["topology"]["fit"]["r2"]
+    assert r2 is not None
+    assert 0 <= r2 <= 1
+
+
+def test_functor_laws_hold(results: dict[str, Any]) -> None:
+    laws = results["functor_laws"]
+    assert laws["ok"]
+    assert laws["functor"]["laws"]["functor.composition"]["checked"] > 0
+
+
+def test_barrier_matrix_symmetric_nonnegative(results: dict[str, Any]) -> None:
+    barriers = results["homotopy"]["barriers"]
+    n = len(barriers)
+    for i in range(n):
+        assert barriers[i][i] == 0
+        for j in range(n):
+            assert barriers[i][j] == barriers[j][i]
+            assert barriers[i][j] >= 0
+
+
+def test_claims_only_in_claimed_fields(results: dict[str, Any]) -> None:
+    assert results["topology"]["claim"]["claimed_r2"] == 0.82
+    assert results["topology"]["fit"]["r2"] != 0.82
+
+
+def test_report_shows_measured_and_claimed(
+    tiny_out: Path, results: dict[str, Any]
+) -> None:
+    report = (tiny_out / "report.md").read_text()
+    assert "| quantity | measured here | claimed |" in report
+    assert f"{results['topology']['fit']['r2']:.3f}" in report
+    assert "![barrier matrix](barrier_matrix.png)" in report
+
+
+def test_rerun_resumes_without_training(
+    tiny_out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(learning.experiment, "train_run", refuse)
+    again = reproduce("tiny", tiny_out)
+    assert again["n_runs"] == 3
+
+
+def test_diverging_run_left_out(tmp_path: Path) -> None:
+    config = preset("tiny")
+    train = config.train.model_copy(
+        update={
+            "optimizers": [
+                OptimizerConfig(name="sgd", lr=0.05),
+                OptimizerConfig(name="sgd", lr=1e12),
+            ],
+            "init_seeds": [0, 1],
+        }
+    )
+    results = reproduce(config.model_copy(update={"train": train}), tmp_path)
+    assert results["n_diverged"] == 2
+    assert len(results["homotopy"]["excluded_runs"]) == 2
+    assert len(results["homotopy"]["runs"]) == 2
+    diverged = [r for r in results["runs"] if r["status"] == "diverged"]
+    assert all(r["diverged_at_step"] is not None for r in diverged)
+
+
+def test_cli_runs_tiny_preset(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "learning.cli",
+            "reproduce",
+            "--preset",
+            "tiny",
+            "--out",
+            str(tmp_path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "measured here" in completed.stdout
+    assert (tmp_path / "results.json").is_file()
