@@ -235,7 +235,7 @@ def accuracy_gaps(
     """Summarize |accuracy difference| over pairs in the same class and in different ones.
 
     Gaps are in percentage points. Each pair's 95% half-width comes from the
-    paired interval on the shared test set; the median over pairs tells
+    paired interval on the shared test set; the median over pairs shows
     which gaps the test set can resolve.
     """
     within: list[tuple[float, float]] = []

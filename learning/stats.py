@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+
 @dataclass(frozen=True)
 class Interval:
     """A two-sided confidence interval."""
