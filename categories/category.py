@@ -20,14 +20,13 @@ from collections.abc import Iterable, Sequence
 from itertools import product
 from typing import Generic, TypeVar
 
+from categories.errors import CompositionError
 from categories.laws import LawFailure, LawReport
+
+__all__ = ["Category", "CompositionError", "category_law_failures", "composable_pairs"]
 
 Ob = TypeVar("Ob")
 Mor = TypeVar("Mor")
-
-
-class CompositionError(ValueError):
-    """Raised when two morphisms are composed whose codomain and domain differ."""
 
 
 class Category(ABC, Generic[Ob, Mor]):
@@ -81,6 +80,41 @@ class Category(ABC, Generic[Ob, Mor]):
     def describe_difference(self, f: Mor, g: Mor) -> str:
         """Return a short text on how two unequal morphisms differ (empty by default)."""
         return ""
+
+    # Enumeration, for categories that can list their contents. Infinite or
+    # unlisted categories keep these defaults; checkers then need objects and
+    # morphisms handed to them, or drawn by Hypothesis strategies.
+
+    def objects(self) -> Sequence[Ob] | None:
+        """Return every object, or None when the category does not list them."""
+        return None
+
+    def hom(self, x: Ob, y: Ob) -> Sequence[Mor] | None:
+        """Return every morphism x -> y, or None when the category does not list them."""
+        return None
+
+    def generators(self) -> Sequence[Mor] | None:
+        """Return morphisms that generate every morphism under composition.
+
+        None means no finite generating set is known. Naturality and functor
+        laws checked on generators then hold on all morphisms.
+        """
+        return None
+
+    def relations(self) -> Sequence[tuple[str, Sequence[Mor], Sequence[Mor]]]:
+        """Return the defining relations as (name, lhs path, rhs path) of generators.
+
+        A path is a sequence of composable generators read left to right (an
+        empty path stands for an identity, and then the relation's other side
+        fixes its object). Categories without a presentation have none.
+        """
+        return ()
+
+    def law_failures(
+        self, objects: Iterable[Ob], morphisms: Sequence[Mor]
+    ) -> LawReport:
+        """Check the category laws on the given objects and morphisms."""
+        return category_law_failures(self, objects, morphisms)
 
 
 def composable_pairs(

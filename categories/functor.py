@@ -5,7 +5,10 @@ Laws checked by `functor_law_failures`, with ``;`` the composition "then":
 - ``functor.domain``: F(dom f) = dom F(f), and ``functor.codomain``:
   F(cod f) = cod F(f);
 - ``functor.identity``: F(id_x) = id_{F(x)};
-- ``functor.composition``: F(f;g) = F(f);F(g).
+- ``functor.composition``: F(f;g) = F(f);F(g);
+- ``functor.relation``: for every defining relation p = q of a presented
+  source, the images compose equally, F(p_1);...;F(p_n) = F(q_1);...;F(q_m).
+  A functor given on generators is well defined exactly when these hold.
 
 Equalities are decided by the target category, so a target with a numerical
 tolerance (such as representations compared up to floating-point error)
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
 from categories.category import Category, composable_pairs
+from categories.errors import CompositionError
 from categories.laws import LawFailure, LawReport
 
 SourceOb = TypeVar("SourceOb")
@@ -49,6 +53,12 @@ class Functor(ABC, Generic[SourceOb, SourceMor, TargetOb, TargetMor]):
     @abstractmethod
     def map_morphism(self, f: SourceMor) -> TargetMor:
         """Return F(f)."""
+
+    def law_failures(
+        self, objects: Iterable[SourceOb], morphisms: Sequence[SourceMor]
+    ) -> LawReport:
+        """Check the functor laws on the given objects and morphisms."""
+        return functor_law_failures(self, objects, morphisms)
 
 
 def functor_law_failures(
@@ -84,6 +94,7 @@ def functor_law_failures(
         "functor.codomain": 0,
         "functor.identity": 0,
         "functor.composition": 0,
+        "functor.relation": 0,
     }
 
     def expect_object(
@@ -132,7 +143,34 @@ def functor_law_failures(
             continue
         expect("functor.composition", (f, g), lhs_fg, target.compose(image_f, image_g))
 
+    for name, lhs_path, rhs_path in source.relations():
+        witness = (name,)
+        try:
+            lhs_image = _image_of_path(functor, lhs_path, rhs_path)
+            rhs_image = _image_of_path(functor, rhs_path, lhs_path)
+        except CompositionError as error:
+            checked["functor.relation"] += 1
+            failures.append(
+                LawFailure("functor.relation", witness, lhs_path, rhs_path, str(error))
+            )
+            continue
+        expect("functor.relation", witness, lhs_image, rhs_image)
+
     return LawReport(checked=checked, failures=tuple(failures))
+
+
+def _image_of_path(
+    functor: Functor[SourceOb, SourceMor, TargetOb, TargetMor],
+    path: Sequence[SourceMor],
+    other_side: Sequence[SourceMor],
+) -> TargetMor:
+    """Compose the images of a path of generators; an empty path is an identity."""
+    if path:
+        return functor.target.compose_all([functor.map_morphism(g) for g in path])
+    if not other_side:
+        raise CompositionError("a relation has two empty sides; give one generator")
+    start = functor.source.dom(other_side[0])
+    return functor.target.identity(functor.map_object(start))
 
 
 def is_functor(
