@@ -66,6 +66,17 @@ class LawReport:
         }
 
 
+def merge_reports(reports: Sequence[LawReport]) -> LawReport:
+    """Combine reports: counts are added per law and failures concatenated."""
+    checked: dict[str, int] = {}
+    failures: list[LawFailure] = []
+    for report in reports:
+        for law, count in report.checked.items():
+            checked[law] = checked.get(law, 0) + count
+        failures += report.failures
+    return LawReport(checked=checked, failures=tuple(failures))
+
+
 class LawViolation(AssertionError):
     """Raised by `assert_laws` when a law checker returns failures."""
 

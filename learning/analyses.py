@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import topology
-from categories import category_law_failures
+from categories import LawReport, category_law_failures
 from categories.functor import functor_law_failures
 from learning import claims
 from learning.config import ExperimentConfig
@@ -67,7 +67,7 @@ def check_functor_laws(
     param, rep = functor.source, functor.target
     checked_runs = [r for r in runs if len(r.trajectory.steps) >= 3]
 
-    reports = {"functor": [], "param": [], "rep": []}  # type: dict[str, list[Any]]
+    reports: dict[str, list[LawReport]] = {"functor": [], "param": [], "rep": []}
     for done, run in enumerate(checked_runs, start=1):
         segments = run.trajectory.split(
             min(config.functor_segments, len(run.trajectory.steps) - 1)

@@ -1,0 +1,164 @@
+"""One call that checks every law of a category or functor: `check_laws`.
+
+Finite categories that list their objects and hom-sets are checked
+exhaustively while the number of composable triples stays under a bound.
+Otherwise, and for categories such as FinSet that cannot be listed, the
+laws are checked on examples drawn by the Hypothesis strategies of
+`categories.strategies`. Either way the result is a `LawReport` with every
+failure, never an exception; `assert_laws` turns it into a test failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from categories import strategies
+from categories.category import Category, category_law_failures
+from categories.functor import Functor, functor_law_failures
+from categories.laws import LawReport, assert_laws, merge_reports
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_MAX_EXAMPLES = 100
+DEFAULT_EXHAUSTIVE_LIMIT = 100_000
+
+
+def run_examples(
+    strategy: st.SearchStrategy[T],
+    check: Callable[[T], LawReport],
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> LawReport:
+    """Run `check` on examples drawn from `strategy` and merge the reports.
+
+    The draw is derandomized, so the same call checks the same examples
+    every time; Hypothesis's example database is not used.
+    """
+    reports: list[LawReport] = []
+
+    @settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(example: T) -> None:
+        reports.append(check(example))
+
+    collect()
+    return merge_reports(reports)
+
+
+def _composable_triple_count(category: Category[Any, Any], limit: int) -> int | None:
+    listed = category.objects()
+    if listed is None:
+        return None
+    sizes: dict[tuple[Any, Any], int] = {}
+    for x in listed:
+        for y in listed:
+            hom = category.hom(x, y)
+            if hom is None:
+                return None
+            sizes[(x, y)] = len(hom)
+    total = 0
+    for a in listed:
+        for b in listed:
+            for c in listed:
+                for d in listed:
+                    total += sizes[(a, b)] * sizes[(b, c)] * sizes[(c, d)]
+                    if total > limit:
+                        return total
+    return total
+
+
+def check_category(
+    category: Category[Any, Any],
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    exhaustive_limit: int = DEFAULT_EXHAUSTIVE_LIMIT,
+) -> LawReport:
+    """Check every category law, exhaustively when the category is small enough."""
+    count = _composable_triple_count(category, exhaustive_limit)
+    listed = category.objects()
+    if count is not None and count <= exhaustive_limit and listed is not None:
+        morphisms: list[Any] = []
+        for x in listed:
+            for y in listed:
+                morphisms += list(category.hom(x, y) or ())
+        logger.debug("checking %s exhaustively: %d triples", category, count)
+        return category_law_failures(category, listed, morphisms)
+
+    def check(triple: tuple[Any, Any, Any]) -> LawReport:
+        f, g, h = triple
+        return category_law_failures(
+            category,
+            [category.dom(f)],
+            [f, g, h],
+            pairs=[(f, g), (g, h)],
+            triples=[triple],
+        )
+
+    return run_examples(strategies.composable_triples(category), check, max_examples)
+
+
+def check_functor(
+    functor: Functor[Any, Any, Any, Any],
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> LawReport:
+    """Check every functor law on drawn pairs, and every relation of a presented source."""
+    source = functor.source
+    relations = functor_law_failures(functor, [], [], [], check_relations=True)
+
+    def check(pair: tuple[Any, Any]) -> LawReport:
+        f, g = pair
+        return functor_law_failures(
+            functor, [source.dom(f)], [f, g], [(f, g)], check_relations=False
+        )
+
+    drawn = run_examples(strategies.composable_pairs(source), check, max_examples)
+    return merge_reports([relations, drawn])
+
+
+def check_laws(subject: object, max_examples: int = DEFAULT_MAX_EXAMPLES) -> LawReport:
+    """Check every law of a category or a functor and return all failures.
+
+    Parameters
+    ----------
+    subject : Category or Functor
+        What to check.
+    max_examples : int
+        Examples Hypothesis draws when the subject is not checked exhaustively.
+
+    Returns
+    -------
+    LawReport
+        Equations checked per law, and every failure with witness and sides.
+    """
+    if isinstance(subject, Category):
+        return check_category(subject, max_examples)
+    if isinstance(subject, Functor):
+        return check_functor(subject, max_examples)
+    raise TypeError(
+        f"check_laws takes a Category or a Functor; got {type(subject).__name__}"
+    )
+
+
+def assert_lawful(subject: object, max_examples: int = DEFAULT_MAX_EXAMPLES) -> None:
+    """Fail a pytest test with every law failure of `subject`, if there is one."""
+    assert_laws(check_laws(subject, max_examples))
+
+
+__all__: Sequence[str] = [
+    "assert_lawful",
+    "check_category",
+    "check_functor",
+    "check_laws",
+    "run_examples",
+]
