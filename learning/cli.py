@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from learning.config import PRESETS, ConfigError, ExperimentConfig, load_config, preset
+from learning.store import StoreCorruptError
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -85,6 +86,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     )
     from rich.table import Table
 
+    from learning.evaluate import resolve_device
     from learning.experiment import reproduce
     from learning.report import summary_rows
 
@@ -96,6 +98,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         force=True,
     )
     config = _resolve_config(args)
+    resolve_device(config.device)
     labels = {
         "train": "training runs",
         "functor": "checking L's laws",
@@ -118,7 +121,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
         results = reproduce(config, args.out, progress)
 
-    table = Table(title=f"catinv reproduce --preset {config.name}: summary")
+    table = Table(title=f"catinv reproduce, config {config.name!r}: summary")
     table.add_column("quantity")
     table.add_column("measured here", justify="right")
     table.add_column("claimed (other setup)", justify="right")
@@ -140,6 +143,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"catinv: error: {error}", file=sys.stderr)
         return 2
+    except StoreCorruptError as error:
+        print(f"catinv: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(
+            f"catinv: error: cannot write results: {error}; choose a writable --out"
+            " folder",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print(
             "catinv: interrupted; run the same command again to resume from the"

@@ -24,13 +24,16 @@ from pydantic import (
     model_validator,
 )
 
+DIGITS_SIZE = 1797
+"""Number of examples in scikit-learn's digits data set."""
+
 
 class ConfigError(ValueError):
     """Raised when a configuration file or preset name is invalid."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -62,6 +65,12 @@ class DataConfig(_Strict):
                 f"n_train + n_test = {self.n_train + self.n_test} must be a multiple"
                 " of 10 for MNIST-1D, which generates the same number of examples"
                 " of each of its 10 classes; adjust n_train or n_test"
+            )
+        if self.name == "digits" and self.n_train + self.n_test > DIGITS_SIZE:
+            raise ValueError(
+                f"digits has {DIGITS_SIZE} examples, but n_train + n_test ="
+                f" {self.n_train + self.n_test}; lower them (for example"
+                " n_train=1000, n_test=797)"
             )
         if self.probe_size > self.n_test:
             raise ValueError(
@@ -199,7 +208,7 @@ class LandscapeConfig(_Strict):
 class ExperimentConfig(_Strict):
     """Everything that determines the main job's numbers."""
 
-    name: str = "quick"
+    name: str = Field("custom", min_length=1, description="label used in reports")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -21,7 +21,7 @@ import torch
 
 from learning import claims
 from learning.analyses import analyze_homotopy, analyze_landscapes, check_functor_laws
-from learning.config import ExperimentConfig, preset
+from learning.config import ConfigError, ExperimentConfig, preset
 from learning.data import Dataset, load_dataset
 from learning.evaluate import resolve_device
 from learning.report import write_report
@@ -44,22 +44,49 @@ def train_sweep(
 ) -> list[RunResult]:
     """Train every run of the sweep that the store does not already hold."""
     specs = config.train.run_specs()
+    keys = [run_key(config, spec) for spec in specs]
+    stored = [store.load(spec, key) for spec, key in zip(specs, keys, strict=True)]
+    reused = sum(run is not None for run in stored)
+    if reused:
+        logger.info("reusing %d of %d runs from %s", reused, len(specs), store.root)
+
     runs: list[RunResult] = []
-    reused = 0
-    for done, spec in enumerate(specs, start=1):
-        key = run_key(config, spec)
-        stored = store.load(spec, key)
-        if stored is None:
-            stored = train_run(config, dataset, spec, device)
-            store.save(stored, key)
-        else:
-            reused += 1
-        runs.append(stored)
+    for done, (spec, key, run) in enumerate(zip(specs, keys, stored, strict=True), 1):
+        if run is None:
+            run = train_run(config, dataset, spec, device)
+            store.save(run, key)
+        runs.append(run)
         if progress is not None:
             progress("train", done, len(specs))
-    if reused:
-        logger.info("reused %d of %d runs from %s", reused, len(specs), store.root)
     return runs
+
+
+def check_results_folder(config: ExperimentConfig, out: Path) -> None:
+    """Raise `ConfigError` if `out` holds runs of a different sweep.
+
+    Settings that only change the analyses (tau, the landscape grid) may
+    differ, because the stored runs stay valid; data, model and training
+    settings may not, so that one folder never mixes two sweeps.
+    """
+    previous_path = out / "config.json"
+    if not previous_path.exists():
+        return
+    try:
+        previous = ExperimentConfig.model_validate_json(previous_path.read_text())
+    except ValueError:
+        raise ConfigError(
+            f"{previous_path} is not a valid config; choose another --out or"
+            f" delete {out}"
+        ) from None
+    sections = ("data", "model", "train")
+    if previous.fingerprint(*sections) != config.fingerprint(*sections):
+        changed = [
+            s for s in sections if previous.fingerprint(s) != config.fingerprint(s)
+        ]
+        raise ConfigError(
+            f"{out} holds results of another sweep (its {', '.join(changed)} settings"
+            f" differ); choose another --out, or delete {out} to start over"
+        )
 
 
 def reproduce(
@@ -87,9 +114,12 @@ def reproduce(
     if isinstance(config, str):
         config = preset(config)
     out = Path(out)
+    device = resolve_device(config.device)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a folder")
+    check_results_folder(config, out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    device = resolve_device(config.device)
     logger.info("main job %r on %s, writing to %s", config.name, device, out)
     atomic_write_json(out / "config.json", config.model_dump(mode="json"))
 
@@ -154,7 +184,7 @@ def _run_json(run: RunResult) -> dict[str, Any]:
         "optimizer": run.spec.optimizer.model_dump(mode="json"),
         "status": run.status,
         "diverged_at_step": run.diverged_at_step,
-        "steps": run.trajectory.duration,
+        "recorded_steps": run.trajectory.duration,
         "checkpoints": len(run.trajectory.steps),
         "train_loss": run.train_loss,
         "train_accuracy": run.train_accuracy,
@@ -169,6 +199,7 @@ def _environment(device: torch.device) -> dict[str, Any]:
     import gudhi
     import numpy
 
+    status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "device": str(device),
         "torch": torch.__version__,
@@ -176,15 +207,19 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "gudhi": gudhi.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "git_commit": _git_commit(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        # Uncommitted edits mean the commit alone does not identify the code.
+        "git_dirty": None if status is None else bool(status),
+        "torch_threads": torch.get_num_threads(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
+    """Return a git command's output in the package's folder, or None."""
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *args],
             check=False,
             capture_output=True,
             text=True,
@@ -193,4 +228,6 @@ def _git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return completed.stdout.strip() or None if completed.returncode == 0 else None
+    if completed.returncode != 0:
+        return None
+    return completed.stdout.strip()

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from learning.store import atomic_write_json
+from learning.store import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,9 @@ def write_report(results: dict[str, Any], out: Path, cache: Path) -> None:
     }
     results["figures"] = figures
     atomic_write_json(out / "results.json", results)
-    (out / "report.md").write_text(render_markdown(results))
-    logger.info("wrote results.json, report.md and %d figures to %s", len(figures), out)
+    atomic_write_bytes(out / "report.md", render_markdown(results).encode())
+    written = sum(name is not None for name in figures.values())
+    logger.info("wrote results.json, report.md and %d figures to %s", written, out)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -64,9 +65,14 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         for part in ("functor",)
         for entry in functor[part]["laws"].values()
     )
+    laws = (
+        f"{checked - failed}/{checked} equations hold"
+        if checked
+        else "not checked: no run has 3 or more checkpoints"
+    )
     rows = [
         ("runs (diverged)", f"{results['n_runs']} ({results['n_diverged']})", ""),
-        ("L functor laws", f"{checked - failed}/{checked} equations hold", ""),
+        ("L functor laws", laws, ""),
     ]
     if homotopy.get("status") == "computed":
         sizes = [s["size"] for s in homotopy["class_stats"]]
@@ -238,7 +244,8 @@ def _homotopy_section(results: dict[str, Any]) -> list[str]:
             f" | {_fmt(s['within_class_mean_points'], 2)}"
             f" | {_fmt(s['between_class_mean_points'], 2)} |"
         )
-    lines += ["", f"![barrier matrix]({FIGURES['barriers']})"]
+    if results.get("figures", {}).get("barriers"):
+        lines += ["", f"![barrier matrix]({FIGURES['barriers']})"]
     return lines
 
 
@@ -299,17 +306,25 @@ def _topology_section(results: dict[str, Any]) -> list[str]:
         "\nThe per-optimizer rows show how much of the pooled R^2 comes from the"
         " difference between optimizers rather than from variation within one."
     )
+    n_fitted = sum(e["total_persistence"] is not None for e in t["runs"])
+    if n_fitted and t["runs_without_finite_bars"] == n_fitted:
+        lines.append(
+            "\nEvery landscape here has a single basin: no finite bar in H0 or H1."
+            " Total persistence then equals the rise of the loss across the grid"
+            " (largest minus smallest loss), so the fit above measures how steep"
+            " the basin is, not a richer topology."
+        )
     for label, f, _ in fits:
         if f.get("reason"):
             lines.append(f"\nR^2 for {label}: not computed, {f['reason']}.")
     if t["excluded_runs"]:
         lines.append(f"\nLeft out: {', '.join(t['excluded_runs'])}.")
-    lines += [
-        "",
-        f"![persistence diagram]({FIGURES['diagram']})",
-        "",
-        f"![gap against total persistence]({FIGURES['fit']})",
-    ]
+    for key, caption in (
+        ("diagram", "persistence diagram"),
+        ("fit", "gap against total persistence"),
+    ):
+        if results.get("figures", {}).get(key):
+            lines += ["", f"![{caption}]({FIGURES[key]})"]
     return lines
 
 

@@ -15,10 +15,12 @@ instead of being silently retrained over or used.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file as 0600; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -56,6 +62,32 @@ def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_bytes(
         path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode()
     )
+
+
+def read_array_cache(path: Path, key: str) -> np.ndarray | None:
+    """Return the array cached at `path` under `key`, or None.
+
+    A missing file, a file cached under another key and an unreadable file
+    all return None, so the caller recomputes; the last is logged as a
+    warning, because a cache is never the only copy of a result.
+    """
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            if str(cached["key"]) != key:
+                return None
+            return np.asarray(cached["value"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        logger.warning("cache file %s is unreadable (%s); recomputing it", path, error)
+        return None
+
+
+def write_array_cache(path: Path, key: str, value: np.ndarray) -> None:
+    """Cache an array at `path` under `key`, atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), value=value)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def run_key(config: ExperimentConfig, spec: RunSpec) -> str:
@@ -135,6 +167,14 @@ class RunStore:
                 f"{record_path} is not valid JSON ({error}); delete {folder} to retrain"
                 " this run"
             ) from None
+        missing = [
+            f for f in _RECORD_FIELDS if not isinstance(record, dict) or f not in record
+        ]
+        if missing or record["status"] not in ("complete", "diverged"):
+            raise StoreCorruptError(
+                f"{record_path} lacks the fields {missing} or has an unknown status;"
+                f" delete {folder} to retrain this run"
+            )
         if record.get("key") != key:
             logger.info(
                 "stored run %s was made with another config; retraining", spec.name
@@ -170,6 +210,20 @@ class RunStore:
             history=record["history"],
             seconds=record["seconds"],
         )
+
+
+_RECORD_FIELDS = (
+    "key",
+    "status",
+    "diverged_at_step",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "history",
+    "seconds",
+    "trajectory_sha256",
+)
 
 
 def _sha256(path: Path) -> str:

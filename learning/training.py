@@ -133,6 +133,9 @@ def train_run(
     step = 0
     diverged_at: int | None = None
 
+    # NOTE: the same seeds give the same trajectory bit for bit only on the
+    # same device with the same thread count and BLAS; a different reduction
+    # order changes the last bits, and training can amplify the difference.
     model.train()
     for epoch in range(train.epochs):
         permutation = torch.randperm(n, generator=order).to(device)

@@ -93,7 +93,7 @@ def _as_finite_vector(values: npt.ArrayLike, name: str) -> FloatArray:
 
 
 def _undefined_fit(n: int, reason: str) -> LinearFit:
-    logger.info("no R² for %d points: %s", n, reason)
+    logger.debug("no R² for %d points: %s", n, reason)
     return LinearFit(
         slope=None,
         intercept=None,
@@ -192,7 +192,11 @@ def fit_gap(
             n, f"fewer than {_MIN_POINTS} runs (n={n}), so R² is not meaningful"
         )
     if np.ptp(x_array) == 0:
-        return _undefined_fit(n, "total persistence is constant across runs")
+        return _undefined_fit(
+            n,
+            "total persistence is constant across runs"
+            f" (every run has {float(x_array[0]):.6g})",
+        )
     if np.ptp(y_array) == 0:
         # The line is gap = constant, but R² = 1 - 0/0 is undefined.
         return LinearFit(

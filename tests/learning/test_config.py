@@ -96,3 +96,14 @@ def test_fingerprint_changes_with_section() -> None:
     b = a.model_copy(update={"homotopy": a.homotopy.model_copy(update={"tau": 0.3})})
     assert a.fingerprint("train") == b.fingerprint("train")
     assert a.fingerprint("homotopy") != b.fingerprint("homotopy")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_non_finite_tau_rejected(value: float) -> None:
+    with pytest.raises(ValidationError, match="finite number"):
+        ExperimentConfig.model_validate({"homotopy": {"tau": value}})
+
+
+def test_digits_default_sizes_rejected_at_config() -> None:
+    with pytest.raises(ValidationError, match="digits has 1797 examples"):
+        DataConfig(name="digits")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import learning.experiment
-from learning.config import OptimizerConfig, preset
+from learning.config import ConfigError, OptimizerConfig, preset
 from learning.experiment import reproduce
 
 
@@ -151,3 +151,44 @@ def test_cli_runs_tiny_preset(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "measured here" in completed.stdout
     assert (tmp_path / "results.json").is_file()
+
+
+def test_other_sweep_in_folder_rejected(tiny_out: Path) -> None:
+    config = preset("tiny")
+    other = config.model_copy(
+        update={"train": config.train.model_copy(update={"epochs": 4})}
+    )
+    with pytest.raises(ConfigError, match="train settings"):
+        reproduce(other, tiny_out)
+
+
+def test_out_that_is_a_file_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        reproduce("tiny", path)
+
+
+def test_corrupt_cache_recomputed(tmp_path: Path) -> None:
+    reproduce("tiny", tmp_path)
+    (tmp_path / "analysis" / "barriers.npz").write_bytes(b"not a zip file")
+    again = reproduce("tiny", tmp_path)
+    assert again["homotopy"]["status"] == "computed"
+
+
+def test_all_diverged_report_has_no_dangling_figures(tmp_path: Path) -> None:
+    config = preset("tiny")
+    train = config.train.model_copy(
+        update={"optimizers": [OptimizerConfig(name="sgd", lr=1e12)]}
+    )
+    results = reproduce(config.model_copy(update={"train": train}), tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert results["n_diverged"] == 3
+    assert "persistence_diagram.png" not in report
+    assert "gap_vs_persistence.png" not in report
+
+
+def test_environment_records_provenance(results: dict[str, Any]) -> None:
+    env = results["environment"]
+    assert "git_dirty" in env
+    assert env["torch_threads"] >= 1
