@@ -125,10 +125,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     table.add_column("quantity")
     table.add_column("measured here", justify="right")
     table.add_column("claimed (other setup)", justify="right")
+    table.add_column("reading")
     for row in summary_rows(results):
         table.add_row(*row)
-    Console().print(table)
-    Console().print(f"Results in {args.out}: results.json, report.md, figures.")
+    # Piped output defaults to 80 columns, which wraps every row of the table.
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    console.print(f"Results in {args.out}: results.json, report.md, figures.")
     return 0
 
 

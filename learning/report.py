@@ -51,48 +51,48 @@ def _pct(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Return (quantity, measured, claimed) rows for the printed summary table."""
+def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Return (quantity, measured, claimed, reading) rows for the summary table.
+
+    The reading is the first word of the verdict computed by the analysis
+    (consistent, unresolved, not consistent, not testable), or empty.
+    """
     homotopy, topo = results["homotopy"], results["topology"]
-    functor = results["functor_laws"]
-    checked = sum(
-        entry["checked"]
-        for part in ("functor",)
-        for entry in functor[part]["laws"].values()
-    )
-    failed = sum(
-        entry["failed"]
-        for part in ("functor",)
-        for entry in functor[part]["laws"].values()
-    )
-    laws = (
+    laws = results["functor_laws"]["functor"]["laws"].values()
+    checked = sum(entry["checked"] for entry in laws)
+    failed = sum(entry["failed"] for entry in laws)
+    law_text = (
         f"{checked - failed}/{checked} equations hold"
         if checked
         else "not checked: no run has 3 or more checkpoints"
     )
     rows = [
-        ("runs (diverged)", f"{results['n_runs']} ({results['n_diverged']})", ""),
-        ("L functor laws", laws, ""),
+        ("runs (diverged)", f"{results['n_runs']} ({results['n_diverged']})", "", ""),
+        ("L functor laws", law_text, "", ""),
     ]
     if homotopy.get("status") == "computed":
         sizes = [s["size"] for s in homotopy["class_stats"]]
         within = homotopy["gaps"]["within_class"]
         between = homotopy["gaps"]["between_class"]
+        verdicts = homotopy["claims"]
         rows += [
             (
                 f"homotopy classes (tau={homotopy['tau']})",
                 f"{len(sizes)}, sizes {sizes}",
                 "7 (of 100 runs)",
+                "",
             ),
             (
-                "within-class gap, mean (points)",
+                "within-class test-accuracy gap, mean (points)",
                 _fmt(within.get("mean_points"), 3),
-                f"<= {homotopy['claims']['within_class']['claimed_at_most_points']}",
+                f"<= {verdicts['within_class']['claimed_at_most_points']}",
+                _reading(verdicts["within_class"]["verdict"]),
             ),
             (
-                "between-class gap, mean (points)",
+                "between-class test-accuracy gap, mean (points)",
                 _fmt(between.get("mean_points"), 3),
-                f"> {homotopy['claims']['between_class']['claimed_over_points']}",
+                f"> {verdicts['between_class']['claimed_over_points']}",
+                _reading(verdicts["between_class"]["verdict"]),
             ),
         ]
     fit = topo["fit"]
@@ -101,9 +101,14 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             "R^2 of gap on total persistence",
             f"{_fmt(fit.get('r2'))} (n={fit.get('n')})",
             str(topo["claim"]["claimed_r2"]),
+            "",
         )
     )
     return rows
+
+
+def _reading(verdict: str) -> str:
+    return verdict.split(":", 1)[0]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -126,10 +131,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Summary",
         "",
-        "| quantity | measured here | claimed |",
-        "|---|---|---|",
+        "| quantity | measured here | claimed | reading |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {q} | {m} | {c} |" for q, m, c in summary_rows(results)]
+    lines += [f"| {q} | {m} | {c} | {r} |" for q, m, c, r in summary_rows(results)]
     lines += _runs_section(results) + _functor_section(results)
     lines += _homotopy_section(results) + _topology_section(results)
     lines += ["", "## Timings (seconds)", ""]

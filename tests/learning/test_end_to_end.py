@@ -96,7 +96,7 @@ def test_report_shows_measured_and_claimed(
     tiny_out: Path, results: dict[str, Any]
 ) -> None:
     report = (tiny_out / "report.md").read_text()
-    assert "| quantity | measured here | claimed |" in report
+    assert "| quantity | measured here | claimed | reading |" in report
     assert f"{results['topology']['fit']['r2']:.3f}" in report
     assert "![barrier matrix](barrier_matrix.png)" in report
 
