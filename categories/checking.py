@@ -1,4 +1,5 @@
-"""One call that checks every law of a category or functor: `check_laws`.
+"""One call that checks every law of a category, functor, natural
+transformation or 2-category: `check_laws`.
 
 Finite categories that list their objects and hom-sets are checked
 exhaustively while the number of composable triples stays under a bound.
@@ -20,7 +21,10 @@ from hypothesis import strategies as st
 from categories import strategies
 from categories.category import Category, category_law_failures
 from categories.functor import Functor, functor_law_failures
+from categories.generated import GeneratedFunctor
 from categories.laws import LawReport, assert_laws, merge_reports
+from categories.transformation import NaturalTransformation, naturality_failures
+from categories.twocategory import TwoCategory, two_category_law_failures
 
 logger = logging.getLogger(__name__)
 
@@ -123,15 +127,55 @@ def check_functor(
         )
 
     drawn = run_examples(strategies.composable_pairs(source), check, max_examples)
-    return merge_reports([relations, drawn])
+    reports = [relations, drawn]
+    if isinstance(functor, GeneratedFunctor):
+        reports.append(functor.generator_failures())
+    return merge_reports(reports)
+
+
+def check_transformation(
+    alpha: NaturalTransformation[Any, Any, Any, Any],
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> LawReport:
+    """Check naturality on every generator square, or on drawn morphisms.
+
+    When the domain category has a finite set of generators, their squares
+    are checked, which suffices. Otherwise morphisms are drawn from the
+    domain by its strategies.
+    """
+    domain = alpha.domain
+    if domain.generators() is not None:
+        return naturality_failures(alpha)
+    return run_examples(
+        strategies.morphisms(domain),
+        lambda f: naturality_failures(alpha, morphisms=[f]),
+        max_examples,
+    )
+
+
+def check_two_category(
+    two_category: TwoCategory[Any, Any, Any],
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> LawReport:
+    """Check every 2-category law, the interchange law included, on drawn 2x2 grids."""
+    t = two_category
+
+    def check(grid: tuple[Any, Any, Any, Any]) -> LawReport:
+        alpha, beta, gamma, delta = grid
+        f, g = t.dom1(alpha), t.dom1(gamma)
+        one_cells = [f, t.cod1(alpha), t.cod1(beta), g, t.cod1(gamma), t.cod1(delta)]
+        zero_cells = [t.dom0(f), t.cod0(f), t.cod0(g)]
+        return two_category_law_failures(t, zero_cells, one_cells, list(grid), [grid])
+
+    return run_examples(strategies.two_cell_grids(t), check, max_examples)
 
 
 def check_laws(subject: object, max_examples: int = DEFAULT_MAX_EXAMPLES) -> LawReport:
-    """Check every law of a category or a functor and return all failures.
+    """Check every law of a category, functor, transformation or 2-category.
 
     Parameters
     ----------
-    subject : Category or Functor
+    subject : Category, Functor, NaturalTransformation or TwoCategory
         What to check.
     max_examples : int
         Examples Hypothesis draws when the subject is not checked exhaustively.
@@ -145,8 +189,13 @@ def check_laws(subject: object, max_examples: int = DEFAULT_MAX_EXAMPLES) -> Law
         return check_category(subject, max_examples)
     if isinstance(subject, Functor):
         return check_functor(subject, max_examples)
+    if isinstance(subject, NaturalTransformation):
+        return check_transformation(subject, max_examples)
+    if isinstance(subject, TwoCategory):
+        return check_two_category(subject, max_examples)
     raise TypeError(
-        f"check_laws takes a Category or a Functor; got {type(subject).__name__}"
+        "check_laws takes a Category, Functor, NaturalTransformation or"
+        f" TwoCategory; got {type(subject).__name__}"
     )
 
 
@@ -160,5 +209,7 @@ __all__: Sequence[str] = [
     "check_category",
     "check_functor",
     "check_laws",
+    "check_transformation",
+    "check_two_category",
     "run_examples",
 ]

@@ -12,14 +12,16 @@ cod(g), so the drawn pairs and triples are composable by construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
 from categories.category import Category
+from categories.twocategory import TwoCategory
 
+T = TypeVar("T")
 Ob = TypeVar("Ob")
 Mor = TypeVar("Mor")
 
@@ -119,3 +121,117 @@ def composable_triples(
             lambda h: (fg[0], fg[1], h)
         )
     )
+
+
+def _matrices_from(category: Any, dom: int) -> st.SearchStrategy[Any]:
+    """Draw matrices dom -> cod with small integer entries, cod in 0..3."""
+
+    def build(cod: int) -> st.SearchStrategy[Any]:
+        entries = st.lists(
+            st.lists(st.integers(-3, 3), min_size=dom, max_size=dom),
+            min_size=cod,
+            max_size=cod,
+        )
+        return entries.map(
+            lambda rows: (
+                category.zero(dom, cod)
+                if not rows or not dom
+                else category.matrix(rows)
+            )
+        )
+
+    return st.integers(0, 3).flatmap(build)
+
+
+def _register_builtin_providers() -> None:
+    from categories.finset import FinSet, finfunctions
+    from categories.matrices import MatrixCategory
+
+    # Sizes up to 5 include the empty and singleton sets and keep hom-sets
+    # small enough that Hypothesis shrinks failures quickly.
+    register_strategies(
+        FinSet,
+        StrategyProvider(
+            objects=lambda category: st.integers(0, 5),
+            morphisms_from=lambda category, x: finfunctions(dom=x, max_size=5),
+        ),
+    )
+    register_strategies(
+        MatrixCategory,
+        StrategyProvider(
+            objects=lambda category: st.integers(0, 3),
+            morphisms_from=_matrices_from,
+        ),
+    )
+
+
+_register_builtin_providers()
+
+
+# ---------------------------------------------------------------- 2-categories
+
+
+def _listed(values: Sequence[T] | None, kind: str, owner: object) -> list[T]:
+    if values is None:
+        raise TypeError(
+            f"{type(owner).__name__} does not list its {kind}; implement the"
+            " enumeration hooks zero_cells(), one_cells(x, y) and two_cells(f, g)"
+        )
+    return list(values)
+
+
+def two_cells_from(
+    two_category: TwoCategory[Any, Any, Any], f: Any
+) -> st.SearchStrategy[Any]:
+    """Draw 2-cells whose domain 1-cell is `f`; the identity 2-cell is always possible."""
+    x, y = two_category.dom0(f), two_category.cod0(f)
+    cells: list[Any] = []
+    for g in _listed(two_category.one_cells(x, y), "1-cells", two_category):
+        cells += _listed(two_category.two_cells(f, g), "2-cells", two_category)
+    return st.sampled_from(cells) if cells else st.just(two_category.identity2(f))
+
+
+def _one_cells_from(
+    two_category: TwoCategory[Any, Any, Any], x: Any
+) -> st.SearchStrategy[Any]:
+    cells: list[Any] = []
+    for y in _listed(two_category.zero_cells(), "0-cells", two_category):
+        cells += _listed(two_category.one_cells(x, y), "1-cells", two_category)
+    return st.sampled_from(cells) if cells else st.just(two_category.identity1(x))
+
+
+def _vertical_pair_from(
+    two_category: TwoCategory[Any, Any, Any], f: Any
+) -> st.SearchStrategy[tuple[Any, Any]]:
+    return two_cells_from(two_category, f).flatmap(
+        lambda alpha: two_cells_from(two_category, two_category.cod1(alpha)).map(
+            lambda beta: (alpha, beta)
+        )
+    )
+
+
+def two_cell_grids(
+    two_category: TwoCategory[Any, Any, Any],
+) -> st.SearchStrategy[tuple[Any, Any, Any, Any]]:
+    """Draw 2x2 grids (alpha, beta, gamma, delta) of 2-cells.
+
+    alpha: f => g and beta: g => h are 2-cells between 1-cells x -> y, and
+    gamma: f' => g' and delta: g' => h' between 1-cells y -> z, so both
+    sides of the interchange law, (alpha.beta)*(gamma.delta) and
+    (alpha*gamma).(beta*delta), are defined. The 2-category must list its
+    cells through its enumeration hooks.
+    """
+    zero = st.sampled_from(_listed(two_category.zero_cells(), "0-cells", two_category))
+
+    def grid_from(x: Any) -> st.SearchStrategy[tuple[Any, Any, Any, Any]]:
+        def second_column(f: Any) -> st.SearchStrategy[tuple[Any, Any, Any, Any]]:
+            left = _vertical_pair_from(two_category, f)
+            y = two_category.cod0(f)
+            right = _one_cells_from(two_category, y).flatmap(
+                lambda f2: _vertical_pair_from(two_category, f2)
+            )
+            return st.tuples(left, right).map(lambda lr: (*lr[0], *lr[1]))
+
+        return _one_cells_from(two_category, x).flatmap(second_column)
+
+    return zero.flatmap(grid_from)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import strategies as st
 
-from categories import Category, Functor, LawViolation
+from categories import Category, Functor, LawViolation, TwoCategory
 from categories.checking import assert_lawful, check_laws
 from categories.strategies import StrategyProvider, register_strategies
 
@@ -165,5 +165,139 @@ def test_unlisted_without_provider_is_type_error() -> None:
 
 
 def test_check_laws_rejects_other_types() -> None:
-    with pytest.raises(TypeError, match="Category or a Functor"):
+    with pytest.raises(TypeError, match="Category, Functor"):
         check_laws(42)
+
+
+def test_finset_checked_by_hypothesis() -> None:
+    from categories.finset import FinSet
+
+    report = check_laws(FinSet(), max_examples=50)
+    assert report.ok
+    assert report.checked["associativity"] == 50
+
+
+def test_finset_off_by_one_rejected() -> None:
+    from categories.finset import FinFunction, FinSet
+
+    class ShiftedFinSet(FinSet):
+        def compose(self, f: FinFunction, g: FinFunction) -> FinFunction:
+            composite = super().compose(f, g)
+            if composite.cod == 0:
+                return composite
+            return FinFunction((composite.values + 1) % composite.cod, composite.cod)
+
+    report = check_laws(ShiftedFinSet(), max_examples=50)
+    assert report.failures_of("identity.left")
+
+
+def test_exact_matrices_checked_by_hypothesis() -> None:
+    from categories.matrices import ExactMatrices
+
+    report = check_laws(ExactMatrices(), max_examples=15)
+    assert report.ok
+    assert report.checked["associativity"] == 15
+
+
+def test_numeric_matrices_checked_by_hypothesis() -> None:
+    from categories.matrices import NumericMatrices
+
+    assert check_laws(NumericMatrices(), max_examples=30).ok
+
+
+class MonoidTwoCategory(TwoCategory[str, str, int]):
+    """One 0-cell, one 1-cell, 2-cells the integers mod n.
+
+    Vertical composition is addition; horizontal composition is addition
+    too, or, with `broken`, a twisted operation a*b = a + 2b that is not
+    compatible with addition, so the interchange law fails.
+    """
+
+    def __init__(self, n: int, broken: bool = False) -> None:
+        self.n = n
+        self.broken = broken
+
+    def dom0(self, f: str) -> str:
+        return "*"
+
+    def cod0(self, f: str) -> str:
+        return "*"
+
+    def dom1(self, alpha: int) -> str:
+        return "1"
+
+    def cod1(self, alpha: int) -> str:
+        return "1"
+
+    def identity1(self, x: str) -> str:
+        return "1"
+
+    def compose1(self, f: str, g: str) -> str:
+        return "1"
+
+    def identity2(self, f: str) -> int:
+        return 0
+
+    def vcompose(self, alpha: int, beta: int) -> int:
+        return (alpha + beta) % self.n
+
+    def hcompose(self, alpha: int, beta: int) -> int:
+        if self.broken:
+            return (alpha * beta + alpha + beta) % self.n
+        return (alpha + beta) % self.n
+
+    def zero_cells(self) -> Sequence[str]:
+        return ["*"]
+
+    def one_cells(self, x: str, y: str) -> Sequence[str]:
+        return ["1"]
+
+    def two_cells(self, f: str, g: str) -> Sequence[int]:
+        return list(range(self.n))
+
+
+def test_two_category_checked_on_grids() -> None:
+    report = check_laws(MonoidTwoCategory(5), max_examples=40)
+    assert report.ok
+    assert report.checked["interchange"] == 40
+
+
+def test_broken_interchange_rejected() -> None:
+    report = check_laws(MonoidTwoCategory(5, broken=True), max_examples=40)
+    assert report.failures_of("interchange")
+
+
+def test_transformation_checked_on_generators() -> None:
+    from categories import (
+        FinFunction,
+        FinSet,
+        GeneratedFunctor,
+        NaturalTransformation,
+        Presentation,
+    )
+
+    finset = FinSet()
+    arrow = Presentation([0, 1], [("a", 0, 1)])
+    functor = GeneratedFunctor(
+        arrow, finset, {0: 4, 1: 2}, {"a": FinFunction([0, 0, 1, 1], cod=2)}
+    )
+    swap = {0: FinFunction([2, 3, 0, 1], cod=4), 1: FinFunction([1, 0], cod=2)}
+    assert check_laws(NaturalTransformation(functor, functor, swap)).ok
+    broken = {0: finset.identity(4), 1: FinFunction([1, 0], cod=2)}
+    report = check_laws(NaturalTransformation(functor, functor, broken))
+    assert report.failures_of("transformation.naturality")
+
+
+def test_generator_law_checked_for_generated_functor() -> None:
+    from categories import FinFunction, FinSet, GeneratedFunctor, Presentation
+
+    # b = a in the presentation, so the images of a and b must agree.
+    p = Presentation(["x", "y"], [("a", "x", "y"), ("b", "x", "y")], [(["b"], ["a"])])
+    functor = GeneratedFunctor(
+        p,
+        FinSet(),
+        {"x": 2, "y": 2},
+        {"a": FinFunction([0, 1], cod=2), "b": FinFunction([1, 0], cod=2)},
+    )
+    report = check_laws(functor, max_examples=10)
+    assert report.failures_of("functor.generator")

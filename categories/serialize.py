@@ -1,0 +1,288 @@
+"""JSON for presentations, functors into FinSet and natural transformations.
+
+Each pydantic model mirrors one structure and checks it when validated:
+unknown objects or generators, values outside a codomain and missing
+components are reported as validation errors whose location names the bad
+field, such as ``generator_map.d1.values.0``. ``build()`` turns a valid model
+into the core's objects; ``from_*`` goes the other way.
+
+Objects are named by strings in JSON, because they are also keys of the
+object and component maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from categories.finset import FinFunction, FinSet
+from categories.generated import GeneratedFunctor
+from categories.presentation import Presentation
+from categories.transformation import NaturalTransformation
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorModel(_Model):
+    """A generating morphism ``name: dom -> cod``."""
+
+    name: str = Field(min_length=1)
+    dom: str
+    cod: str
+
+
+class RelationModel(_Model):
+    """A defining relation ``lhs = rhs`` between paths of generator names."""
+
+    lhs: list[str]
+    rhs: list[str]
+    name: str | None = None
+
+
+class PresentationModel(_Model):
+    """A finitely presented category."""
+
+    name: str = "Presentation"
+    objects: list[str] = Field(min_length=1)
+    generators: list[GeneratorModel] = Field(default_factory=list)
+    relations: list[RelationModel] = Field(default_factory=list)
+
+    @field_validator("objects")
+    @classmethod
+    def _distinct_objects(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for obj in value:
+            if obj in seen:
+                raise ValueError(f"object {obj!r} is listed twice; list each once")
+            seen.add(obj)
+        return value
+
+    @field_validator("generators")
+    @classmethod
+    def _known_objects(
+        cls, value: list[GeneratorModel], info: ValidationInfo
+    ) -> list[GeneratorModel]:
+        objects = set(info.data.get("objects", []))
+        names: set[str] = set()
+        for index, generator in enumerate(value):
+            for end in ("dom", "cod"):
+                obj = getattr(generator, end)
+                if obj not in objects:
+                    raise ValueError(
+                        f"generators[{index}].{end} = {obj!r} is not one of the"
+                        f" objects {sorted(objects)}; add it to objects"
+                    )
+            if generator.name in names:
+                raise ValueError(
+                    f"generators[{index}].name = {generator.name!r} repeats a name"
+                )
+            names.add(generator.name)
+        return value
+
+    @field_validator("relations")
+    @classmethod
+    def _known_generators(
+        cls, value: list[RelationModel], info: ValidationInfo
+    ) -> list[RelationModel]:
+        names = {g.name for g in info.data.get("generators", [])}
+        for index, relation in enumerate(value):
+            for side in ("lhs", "rhs"):
+                for position, name in enumerate(getattr(relation, side)):
+                    if name not in names:
+                        raise ValueError(
+                            f"relations[{index}].{side}[{position}] = {name!r} is"
+                            f" not a generator; known generators: {sorted(names)}"
+                        )
+        return value
+
+    def build(self) -> Presentation:
+        """Return the `Presentation` this model describes."""
+        relations: list[Any] = []
+        for relation in self.relations:
+            if relation.name is None:
+                relations.append((relation.lhs, relation.rhs))
+            else:
+                relations.append((relation.name, relation.lhs, relation.rhs))
+        return Presentation(
+            self.objects,
+            [(g.name, g.dom, g.cod) for g in self.generators],
+            relations,
+            name=self.name,
+        )
+
+    @classmethod
+    def from_presentation(cls, presentation: Presentation) -> PresentationModel:
+        """Return the model of a presentation whose objects are strings."""
+        objects = [str(x) for x in presentation.objects()]
+        generators = []
+        for name in presentation.generator_names():
+            dom, cod = presentation.generator_type(name)
+            generators.append(GeneratorModel(name=name, dom=str(dom), cod=str(cod)))
+        relations = [
+            RelationModel(lhs=list(r.lhs), rhs=list(r.rhs), name=r.name)
+            for r in presentation.defining_relations()
+        ]
+        return cls(
+            name=presentation.name,
+            objects=objects,
+            generators=generators,
+            relations=relations,
+        )
+
+
+class FinFunctionModel(_Model):
+    """A function {0..n-1} -> {0..cod-1} given by its list of values."""
+
+    values: list[int]
+    cod: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _in_codomain(self) -> FinFunctionModel:
+        for index, v in enumerate(self.values):
+            if not 0 <= v < self.cod:
+                raise ValueError(
+                    f"values[{index}] = {v} is outside the codomain"
+                    f" {{0, ..., {self.cod - 1}}} of size {self.cod}"
+                )
+        return self
+
+    def build(self) -> FinFunction:
+        """Return the `FinFunction`."""
+        return FinFunction(self.values, self.cod)
+
+    @classmethod
+    def from_function(cls, f: FinFunction) -> FinFunctionModel:
+        """Return the model of a function."""
+        return cls(values=f.tolist(), cod=f.cod)
+
+
+class FinSetFunctorModel(_Model):
+    """A functor from a presented category to FinSet, given on generators."""
+
+    source: PresentationModel
+    object_map: dict[str, int]
+    generator_map: dict[str, FinFunctionModel]
+    name: str = "F"
+
+    @field_validator("object_map")
+    @classmethod
+    def _objects_covered(
+        cls, value: dict[str, int], info: ValidationInfo
+    ) -> dict[str, int]:
+        source = info.data.get("source")
+        if source is None:
+            return value
+        for obj in source.objects:
+            if obj not in value:
+                raise ValueError(f"object {obj!r} of the source has no image")
+        for obj, size in value.items():
+            if obj not in source.objects:
+                raise ValueError(f"{obj!r} is not an object of the source")
+            if size < 0:
+                raise ValueError(f"the image of {obj!r} has negative size {size}")
+        return value
+
+    @field_validator("generator_map")
+    @classmethod
+    def _generators_typed(
+        cls, value: dict[str, FinFunctionModel], info: ValidationInfo
+    ) -> dict[str, FinFunctionModel]:
+        source, sizes = info.data.get("source"), info.data.get("object_map")
+        if source is None or sizes is None:
+            return value
+        types = {g.name: (g.dom, g.cod) for g in source.generators}
+        for name in types:
+            if name not in value:
+                raise ValueError(f"generator {name!r} of the source has no image")
+        for name, image in value.items():
+            if name not in types:
+                raise ValueError(f"{name!r} is not a generator of the source")
+            dom, cod = types[name]
+            if len(image.values) != sizes[dom] or image.cod != sizes[cod]:
+                raise ValueError(
+                    f"{name}: {dom} -> {cod} must map to a function"
+                    f" {sizes[dom]} -> {sizes[cod]}; got"
+                    f" {len(image.values)} -> {image.cod}"
+                )
+        return value
+
+    def build(
+        self, source: Presentation | None = None
+    ) -> GeneratedFunctor[int, FinFunction]:
+        """Return the functor; pass `source` to reuse an already built presentation."""
+        presentation = source if source is not None else self.source.build()
+        object_map: dict[Hashable, int] = {k: v for k, v in self.object_map.items()}
+        return GeneratedFunctor(
+            presentation,
+            FinSet(),
+            object_map,
+            {name: f.build() for name, f in self.generator_map.items()},
+            name=self.name,
+        )
+
+
+class TransformationModel(_Model):
+    """A natural transformation between two functors into FinSet."""
+
+    source: FinSetFunctorModel
+    target: FinSetFunctorModel
+    components: dict[str, FinFunctionModel]
+    name: str = "alpha"
+
+    @field_validator("target")
+    @classmethod
+    def _same_source(
+        cls, value: FinSetFunctorModel, info: ValidationInfo
+    ) -> FinSetFunctorModel:
+        source = info.data.get("source")
+        if source is not None and source.source != value.source:
+            raise ValueError(
+                "the two functors have different source presentations; give both"
+                " the same source"
+            )
+        return value
+
+    @field_validator("components")
+    @classmethod
+    def _components_typed(
+        cls, value: dict[str, FinFunctionModel], info: ValidationInfo
+    ) -> dict[str, FinFunctionModel]:
+        source, target = info.data.get("source"), info.data.get("target")
+        if source is None or target is None:
+            return value
+        for obj in source.source.objects:
+            if obj not in value:
+                raise ValueError(f"object {obj!r} has no component")
+            component = value[obj]
+            expected = (source.object_map[obj], target.object_map[obj])
+            got = (len(component.values), component.cod)
+            if got != expected:
+                raise ValueError(
+                    f"the component at {obj!r} must be a function"
+                    f" {expected[0]} -> {expected[1]}; got {got[0]} -> {got[1]}"
+                )
+        for obj in value:
+            if obj not in source.source.objects:
+                raise ValueError(f"{obj!r} is not an object of the source")
+        return value
+
+    def build(self) -> NaturalTransformation[Any, Any, int, FinFunction]:
+        """Return the transformation; both functors share one presentation."""
+        presentation = self.source.source.build()
+        return NaturalTransformation(
+            self.source.build(presentation),
+            self.target.build(presentation),
+            {obj: f.build() for obj, f in self.components.items()},
+            name=self.name,
+        )
