@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from categories import strategies
 from categories.category import Category, category_law_failures
+from categories.errors import CategoryError, SizeLimitError
 from categories.functor import Functor, functor_law_failures
 from categories.generated import GeneratedFunctor
-from categories.laws import LawReport, assert_laws, merge_reports
+from categories.laws import LawFailure, LawReport, assert_laws, merge_reports
 from categories.transformation import NaturalTransformation, naturality_failures
 from categories.twocategory import TwoCategory, two_category_law_failures
 
@@ -42,7 +43,8 @@ def run_examples(
     """Run `check` on examples drawn from `strategy` and merge the reports.
 
     The draw is derandomized, so the same call checks the same examples
-    every time; Hypothesis's example database is not used.
+    every time; Hypothesis's example database is not used. A failure found
+    on several examples is listed once.
     """
     reports: list[LawReport] = []
 
@@ -89,7 +91,11 @@ def check_category(
     exhaustive_limit: int = DEFAULT_EXHAUSTIVE_LIMIT,
 ) -> LawReport:
     """Check every category law, exhaustively when the category is small enough."""
-    count = _composable_triple_count(category, exhaustive_limit)
+    try:
+        count = _composable_triple_count(category, exhaustive_limit)
+    except SizeLimitError:
+        # An infinite or very large hom-set: fall back to drawn examples.
+        count = None
     listed = category.objects()
     if count is not None and count <= exhaustive_limit and listed is not None:
         morphisms: list[Any] = []
@@ -129,7 +135,13 @@ def check_functor(
     drawn = run_examples(strategies.composable_pairs(source), check, max_examples)
     reports = [relations, drawn]
     if isinstance(functor, GeneratedFunctor):
-        reports.append(functor.generator_failures())
+        try:
+            reports.append(functor.generator_failures())
+        except CategoryError as error:
+            failure = LawFailure(
+                "functor.generator", (), None, None, f"undefined: {error}"
+            )
+            reports.append(LawReport({"functor.generator": 1}, (failure,)))
     return merge_reports(reports)
 
 

@@ -216,6 +216,11 @@ class FinFunction:
         CompositionError
             If the codomain of self differs from the domain of `g`.
         """
+        if not isinstance(g, FinFunction):
+            raise TypeError(
+                f"a FinFunction composes only with a FinFunction, got"
+                f" {type(g).__name__} {g!r}; build it with FinFunction(values, cod)"
+            )
         if self._cod != g.dom:
             raise CompositionError(
                 f"cannot compose f: {self.dom} -> {self._cod} then "
@@ -360,6 +365,11 @@ class FinSet(Category[int, FinFunction]):
         CompositionError
             If cod(f) differs from dom(g); the message names both sizes.
         """
+        if not isinstance(f, FinFunction):
+            raise TypeError(
+                f"FinSet composes FinFunctions, got {type(f).__name__} {f!r};"
+                " build it with FinFunction(values, cod)"
+            )
         return f.then(g)
 
     def describe_difference(self, f: FinFunction, g: FinFunction) -> str:

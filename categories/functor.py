@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
 from categories.category import Category, composable_pairs
-from categories.errors import CompositionError
+from categories.errors import CategoryError, CompositionError
 from categories.laws import LawFailure, LawReport
 
 SourceOb = TypeVar("SourceOb")
@@ -115,13 +115,27 @@ def functor_law_failures(
             detail = target.describe_difference(lhs, rhs)
             failures.append(LawFailure(law, witness, lhs, rhs, detail))
 
+    def undefined(law: str, witness: tuple[object, ...], error: CategoryError) -> None:
+        # F applied to a composite that its own images make ill-typed is a
+        # failure of the law, reported like any other, not a crash.
+        checked[law] += 1
+        failures.append(LawFailure(law, witness, None, None, f"undefined: {error}"))
+
     for x in objects:
-        lhs = functor.map_morphism(source.identity(x))
-        rhs = target.identity(functor.map_object(x))
+        try:
+            lhs = functor.map_morphism(source.identity(x))
+            rhs = target.identity(functor.map_object(x))
+        except CategoryError as error:
+            undefined("functor.identity", (x,), error)
+            continue
         expect("functor.identity", (x,), lhs, rhs)
 
     for f in morphisms:
-        image = functor.map_morphism(f)
+        try:
+            image = functor.map_morphism(f)
+        except CategoryError as error:
+            undefined("functor.domain", (f,), error)
+            continue
         dom_image = functor.map_object(source.dom(f))
         cod_image = functor.map_object(source.cod(f))
         expect_object("functor.domain", (f,), target.dom(image), dom_image)
@@ -130,8 +144,12 @@ def functor_law_failures(
     if pairs is None:
         pairs = composable_pairs(source, morphisms)
     for f, g in pairs:
-        lhs_fg = functor.map_morphism(source.compose(f, g))
-        image_f, image_g = functor.map_morphism(f), functor.map_morphism(g)
+        try:
+            lhs_fg = functor.map_morphism(source.compose(f, g))
+            image_f, image_g = functor.map_morphism(f), functor.map_morphism(g)
+        except CategoryError as error:
+            undefined("functor.composition", (f, g), error)
+            continue
         if not target.composable(image_f, image_g):
             checked["functor.composition"] += 1
             failures.append(
@@ -152,7 +170,7 @@ def functor_law_failures(
         try:
             lhs_image = _image_of_path(functor, lhs_path, rhs_path)
             rhs_image = _image_of_path(functor, rhs_path, lhs_path)
-        except CompositionError as error:
+        except CategoryError as error:
             checked["functor.relation"] += 1
             failures.append(
                 LawFailure("functor.relation", witness, lhs_path, rhs_path, str(error))

@@ -106,6 +106,16 @@ class GeneratedFunctor(
             "generator",
             source.name,
         )
+        for key, image in self._generator_map.items():
+            try:
+                target.dom(image)
+                target.cod(image)
+            except (AttributeError, TypeError):
+                raise CategoryError(
+                    f"the image of generator {key!r} is a {type(image).__name__},"
+                    f" not a morphism of {target.name}; give a morphism of the"
+                    " target category"
+                ) from None
         self._images: dict[SourceMor, TargetMor] = {}
 
     @classmethod

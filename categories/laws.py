@@ -67,13 +67,22 @@ class LawReport:
 
 
 def merge_reports(reports: Sequence[LawReport]) -> LawReport:
-    """Combine reports: counts are added per law and failures concatenated."""
+    """Combine reports: counts are added per law, and failures listed once each.
+
+    Two failures are the same when their law, witness, sides and detail
+    print the same; drawn examples often hit one failure many times.
+    """
     checked: dict[str, int] = {}
     failures: list[LawFailure] = []
+    seen: set[str] = set()
     for report in reports:
         for law, count in report.checked.items():
             checked[law] = checked.get(law, 0) + count
-        failures += report.failures
+        for failure in report.failures:
+            text = str(failure)
+            if text not in seen:
+                seen.add(text)
+                failures.append(failure)
     return LawReport(checked=checked, failures=tuple(failures))
 
 

@@ -47,7 +47,7 @@ Word: TypeAlias = tuple[int, ...]
 _State: TypeAlias = tuple[Hashable, Word]
 
 DEFAULT_MAX_RULES = 1_000
-DEFAULT_MAX_COMPLETION_STEPS = 100_000
+DEFAULT_MAX_COMPLETION_STEPS = 10_000
 DEFAULT_MAX_MORPHISMS = 10_000
 
 
@@ -330,9 +330,11 @@ class Presentation(Category[Hashable, Path]):
         max_morphisms: int = DEFAULT_MAX_MORPHISMS,
     ) -> None:
         self.name = name
-        self.max_rules = max_rules
-        self.max_completion_steps = max_completion_steps
-        self.max_morphisms = max_morphisms
+        self.max_rules = _positive_bound(max_rules, "max_rules")
+        self.max_completion_steps = _positive_bound(
+            max_completion_steps, "max_completion_steps"
+        )
+        self.max_morphisms = _positive_bound(max_morphisms, "max_morphisms")
 
         self._objects = _distinct_objects(objects, name)
         self._graph: nx.MultiDiGraph = nx.MultiDiGraph()
@@ -878,6 +880,12 @@ class Presentation(Category[Hashable, Path]):
                     f"{obj!r} is not an object of {self.name}; objects are "
                     f"{list(self._objects)}"
                 )
+        if isinstance(max_length, bool) or not isinstance(max_length, int):
+            raise CategoryError(
+                f"max_length must be an int, got {max_length!r}; pass a whole number"
+            )
+        if max_length < 0:
+            raise CategoryError(f"max_length must be >= 0, got {max_length}")
         found = self._walk(x, y, None, max_length)
         return tuple(sorted(found, key=lambda path: _shortlex_key(path._letters)))
 
@@ -896,8 +904,19 @@ class Presentation(Category[Hashable, Path]):
         automaton = self._states()
         found: list[Path] = []
         stack: list[tuple[_State, Word]] = [((x, ()), ())]
+        # Every visited path counts, not only those ending at y, so a search
+        # for an unreachable or rare y stops at the bound too.
+        visited = 0
+        visit_limit = 100 * self.max_morphisms
         while stack:
             state, letters = stack.pop()
+            visited += 1
+            if visited > visit_limit:
+                raise SizeLimitError(
+                    f"listing hom({x!r}, {y!r}) in {self.name} visited more than"
+                    f" {visit_limit} paths (100 * max_morphisms); pass a larger"
+                    " max_morphisms or a smaller max_length"
+                )
             if state[0] == y:
                 if len(found) >= self.max_morphisms:
                     raise SizeLimitError(
@@ -947,6 +966,13 @@ def _closure(
                 seen.add(state)
                 queue.append(state)
     return seen
+
+
+def _positive_bound(value: object, name: str) -> int:
+    """Return `value` if it is a positive int, else raise naming the bound."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CategoryError(f"{name} must be a positive int, got {value!r}")
+    return value
 
 
 def _distinct_objects(objects: Iterable[Hashable], name: str) -> tuple[Hashable, ...]:

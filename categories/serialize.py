@@ -1,10 +1,14 @@
 """JSON for presentations, functors into FinSet and natural transformations.
 
 Each pydantic model mirrors one structure and checks it when validated:
-unknown objects or generators, values outside a codomain and missing
-components are reported as validation errors whose location names the bad
-field, such as ``generator_map.d1.values.0``. ``build()`` turns a valid model
-into the core's objects; ``from_*`` goes the other way.
+unknown objects or generators, relations whose sides are not parallel
+paths, values outside a codomain and missing components are reported as
+validation errors. The error's location names the field (such as
+``generator_map.d1``) and its message names the item (such as
+``values[1] = 3``). Numbers must be JSON integers: strings, booleans and
+floats are rejected, not converted. ``build()`` turns a valid model into the
+core's objects; ``from_presentation``, ``from_function``, ``from_functor``
+and ``from_transformation`` go the other way.
 
 Objects are named by strings in JSON, because they are also keys of the
 object and component maps.
@@ -12,6 +16,7 @@ object and component maps.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable
 from typing import Any
 
@@ -31,13 +36,13 @@ from categories.transformation import NaturalTransformation
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class GeneratorModel(_Model):
     """A generating morphism ``name: dom -> cod``."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=r"^[^;]+$")
     dom: str
     cod: str
 
@@ -73,7 +78,9 @@ class PresentationModel(_Model):
     def _known_objects(
         cls, value: list[GeneratorModel], info: ValidationInfo
     ) -> list[GeneratorModel]:
-        objects = set(info.data.get("objects", []))
+        if "objects" not in info.data:
+            return value  # objects already failed; its error is reported
+        objects = set(info.data["objects"])
         names: set[str] = set()
         for index, generator in enumerate(value):
             for end in ("dom", "cod"):
@@ -95,15 +102,45 @@ class PresentationModel(_Model):
     def _known_generators(
         cls, value: list[RelationModel], info: ValidationInfo
     ) -> list[RelationModel]:
-        names = {g.name for g in info.data.get("generators", [])}
+        if "generators" not in info.data:
+            return value  # generators already failed; its error is reported
+        types = {g.name: (g.dom, g.cod) for g in info.data["generators"]}
         for index, relation in enumerate(value):
+            ends = []
             for side in ("lhs", "rhs"):
-                for position, name in enumerate(getattr(relation, side)):
-                    if name not in names:
+                path = getattr(relation, side)
+                for position, name in enumerate(path):
+                    if name not in types:
                         raise ValueError(
                             f"relations[{index}].{side}[{position}] = {name!r} is"
-                            f" not a generator; known generators: {sorted(names)}"
+                            f" not a generator; known generators: {sorted(types)}"
                         )
+                for a, b in itertools.pairwise(path):
+                    if types[a][1] != types[b][0]:
+                        raise ValueError(
+                            f"relations[{index}].{side}: {a} ends at {types[a][1]!r}"
+                            f" but {b} starts at {types[b][0]!r}, so the path is"
+                            " not composable"
+                        )
+                ends.append((types[path[0]][0], types[path[-1]][1]) if path else None)
+            lhs_ends, rhs_ends = ends
+            if lhs_ends is None and rhs_ends is None:
+                raise ValueError(f"relations[{index}]: both sides are empty")
+            if lhs_ends is None or rhs_ends is None:
+                loop = lhs_ends or rhs_ends
+                assert loop is not None
+                if loop[0] != loop[1]:
+                    raise ValueError(
+                        f"relations[{index}]: one side is an identity, so the"
+                        f" other must be a loop, but it goes {loop[0]!r} ->"
+                        f" {loop[1]!r}"
+                    )
+            elif lhs_ends != rhs_ends:
+                raise ValueError(
+                    f"relations[{index}]: lhs goes {lhs_ends[0]!r} -> {lhs_ends[1]!r}"
+                    f" but rhs goes {rhs_ends[0]!r} -> {rhs_ends[1]!r}; both sides"
+                    " must be parallel paths"
+                )
         return value
 
     def build(self) -> Presentation:
@@ -123,7 +160,14 @@ class PresentationModel(_Model):
 
     @classmethod
     def from_presentation(cls, presentation: Presentation) -> PresentationModel:
-        """Return the model of a presentation whose objects are strings."""
+        """Return the model of a presentation; its objects must be strings."""
+        for x in presentation.objects():
+            if not isinstance(x, str):
+                raise TypeError(
+                    f"object {x!r} of {presentation.name} is a {type(x).__name__};"
+                    " JSON names objects by strings, so rebuild the presentation"
+                    " with string objects"
+                )
         objects = [str(x) for x in presentation.objects()]
         generators = []
         for name in presentation.generator_names():
@@ -182,7 +226,7 @@ class FinSetFunctorModel(_Model):
     ) -> dict[str, int]:
         source = info.data.get("source")
         if source is None:
-            return value
+            return value  # source already failed; its error is reported
         for obj in source.objects:
             if obj not in value:
                 raise ValueError(f"object {obj!r} of the source has no image")
@@ -216,6 +260,27 @@ class FinSetFunctorModel(_Model):
                     f" {len(image.values)} -> {image.cod}"
                 )
         return value
+
+    @classmethod
+    def from_functor(
+        cls, functor: GeneratedFunctor[int, FinFunction]
+    ) -> FinSetFunctorModel:
+        """Return the model of a functor from a presentation to FinSet."""
+        source = functor.source
+        if not isinstance(source, Presentation):
+            raise TypeError(
+                f"functor {functor.name} starts at a {type(source).__name__}; only"
+                " functors from a Presentation have a JSON model"
+            )
+        return cls(
+            source=PresentationModel.from_presentation(source),
+            object_map={str(x): int(n) for x, n in functor.object_map.items()},
+            generator_map={
+                str(name): FinFunctionModel.from_function(f)
+                for name, f in functor.generator_map.items()
+            },
+            name=functor.name,
+        )
 
     def build(
         self, source: Presentation | None = None
@@ -276,6 +341,30 @@ class TransformationModel(_Model):
             if obj not in source.source.objects:
                 raise ValueError(f"{obj!r} is not an object of the source")
         return value
+
+    @classmethod
+    def from_transformation(
+        cls, alpha: NaturalTransformation[Any, Any, int, FinFunction]
+    ) -> TransformationModel:
+        """Return the model of a transformation between functors into FinSet."""
+        source, target = alpha.source, alpha.target
+        if not isinstance(source, GeneratedFunctor) or not isinstance(
+            target, GeneratedFunctor
+        ):
+            raise TypeError(
+                "only transformations between functors given on generators"
+                " (GeneratedFunctor) have a JSON model"
+            )
+        objects = source.source.objects() or ()
+        return cls(
+            source=FinSetFunctorModel.from_functor(source),
+            target=FinSetFunctorModel.from_functor(target),
+            components={
+                str(x): FinFunctionModel.from_function(alpha.component(x))
+                for x in objects
+            },
+            name=alpha.name,
+        )
 
     def build(self) -> NaturalTransformation[Any, Any, int, FinFunction]:
         """Return the transformation; both functors share one presentation."""

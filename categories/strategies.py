@@ -67,7 +67,11 @@ def _no_strategy(category: Category[Any, Any]) -> TypeError:
 
 
 def objects(category: Category[Ob, Mor]) -> st.SearchStrategy[Ob]:
-    """Draw objects of a category."""
+    """Draw objects of a category: from its provider if one is registered, else its list."""
+    provider = _provider(category)
+    if provider is not None:
+        registered: st.SearchStrategy[Ob] = provider.objects(category)
+        return registered
     listed = category.objects()
     if listed is not None:
         if not listed:
@@ -82,6 +86,10 @@ def objects(category: Category[Ob, Mor]) -> st.SearchStrategy[Ob]:
 
 def morphisms_from(category: Category[Ob, Mor], x: Ob) -> st.SearchStrategy[Mor]:
     """Draw morphisms with domain `x`; the identity is always possible."""
+    provider = _provider(category)
+    if provider is not None:
+        registered: st.SearchStrategy[Mor] = provider.morphisms_from(category, x)
+        return registered
     listed = category.objects()
     if listed is not None:
         out: list[Mor] = []
@@ -143,9 +151,44 @@ def _matrices_from(category: Any, dom: int) -> st.SearchStrategy[Any]:
     return st.integers(0, 3).flatmap(build)
 
 
+def _paths_from(category: Any, x: Any) -> st.SearchStrategy[Any]:
+    """Draw paths of up to 6 generators out of `x` by a random walk on the graph.
+
+    Walking the generator graph needs no hom-set enumeration, so it works
+    for infinite presentations too; the path is then put in normal form.
+    """
+    outgoing: dict[Any, list[str]] = {}
+    for name in category.generator_names():
+        dom, _ = category.generator_type(name)
+        outgoing.setdefault(dom, []).append(name)
+
+    def walk(choices: list[int]) -> Any:
+        names: list[str] = []
+        here = x
+        for choice in choices:
+            options = outgoing.get(here, [])
+            if not options:
+                break
+            name = options[choice % len(options)]
+            names.append(name)
+            here = category.generator_type(name)[1]
+        return category.path(*names, obj=x)
+
+    return st.lists(st.integers(0, 2**16), max_size=6).map(walk)
+
+
 def _register_builtin_providers() -> None:
     from categories.finset import FinSet, finfunctions
     from categories.matrices import MatrixCategory
+    from categories.presentation import Presentation
+
+    register_strategies(
+        Presentation,
+        StrategyProvider(
+            objects=lambda category: st.sampled_from(list(category.objects())),
+            morphisms_from=_paths_from,
+        ),
+    )
 
     # Sizes up to 5 include the empty and singleton sets and keep hom-sets
     # small enough that Hypothesis shrinks failures quickly.

@@ -251,6 +251,26 @@ class NaturalTransformation(Generic[COb, CMor, DOb, DMor]):
                 f" object(s) {missing!r} of {_category_name(self.domain)}; add a"
                 " component F(x) -> G(x) for each of them"
             )
+        extra = [
+            k
+            for k in components
+            if not any(self.domain.equal_objects(k, x) for x in listed)
+        ]
+        if extra:
+            raise CategoryError(
+                f"natural transformation {self.name} has components at {extra!r},"
+                f" which are not objects of {_category_name(self.domain)}"
+            )
+        for key, value in components.items():
+            try:
+                self.codomain.dom(value)
+                self.codomain.cod(value)
+            except (AttributeError, TypeError):
+                raise CategoryError(
+                    f"the component of {self.name} at {key!r} is a"
+                    f" {type(value).__name__}, not a morphism of"
+                    f" {_category_name(self.codomain)}"
+                ) from None
 
     def _has_key(self, components: Mapping[COb, DMor], x: COb) -> bool:
         return self._find_key(components, x) is not _MISSING
@@ -278,7 +298,13 @@ class NaturalTransformation(Generic[COb, CMor, DOb, DMor]):
         """
         components = self._components
         if not isinstance(components, Mapping):
-            return components(x)
+            try:
+                return components(x)
+            except (KeyError, IndexError) as error:
+                raise CategoryError(
+                    f"natural transformation {self.name} has no component at"
+                    f" {x!r}: its component function raised {error!r}"
+                ) from None
         key = self._find_key(components, x)
         if key is _MISSING:
             raise CategoryError(

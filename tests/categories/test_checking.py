@@ -301,3 +301,102 @@ def test_generator_law_checked_for_generated_functor() -> None:
     )
     report = check_laws(functor, max_examples=10)
     assert report.failures_of("functor.generator")
+
+
+def test_mistyped_composite_reported_not_raised() -> None:
+    from categories.finset import FinFunction, FinSet
+
+    class WrongDomain(FinSet):
+        # f;g comes out with domain cod(g) instead of dom(f).
+        def compose(self, f: FinFunction, g: FinFunction) -> FinFunction:
+            composite = super().compose(f, g)
+            if composite.cod == 0 or composite.dom == g.cod:
+                return composite
+            return FinFunction([0] * g.cod, composite.cod)
+
+    report = check_laws(WrongDomain(), max_examples=50)
+    assert not report.ok
+    assert report.failures_of("composition.typing") or report.failures_of(
+        "identity.left"
+    )
+
+
+def test_mistyped_generator_image_reported() -> None:
+    from categories import FinFunction, FinSet, GeneratedFunctor, Presentation
+
+    chain = Presentation([0, 1, 2], [("f", 0, 1), ("g", 1, 2)])
+    functor = GeneratedFunctor(
+        chain,
+        FinSet(),
+        {0: 2, 1: 4, 2: 2},
+        {"f": FinFunction([0, 1, 2], cod=3), "g": FinFunction([0, 1, 1, 0], cod=2)},
+    )
+    report = check_laws(functor, max_examples=20)
+    assert report.failures_of("functor.domain") or report.failures_of(
+        "functor.codomain"
+    )
+    assert report.failures_of("functor.composition")
+
+
+def test_infinite_presentation_checked_by_drawing() -> None:
+    from categories import FinFunction, FinSet, GeneratedFunctor, Presentation
+
+    naturals = Presentation(["*"], [("s", "*", "*")])
+    successor = GeneratedFunctor(
+        naturals, FinSet(), {"*": 3}, {"s": FinFunction([1, 2, 0], cod=3)}
+    )
+    assert check_laws(naturals, max_examples=20).ok
+    assert check_laws(successor, max_examples=20).ok
+
+
+def test_drawn_failures_listed_once() -> None:
+    report = check_laws(BrokenIntegers(), max_examples=50)
+    texts = [str(f) for f in report.failures]
+    assert len(texts) == len(set(texts))
+
+
+def test_list_is_not_a_finfunction() -> None:
+    from categories.finset import FinFunction, FinSet
+
+    with pytest.raises(TypeError, match="FinSet composes FinFunctions"):
+        FinSet().compose([0, 1], FinFunction([0, 1], cod=2))  # type: ignore[arg-type]
+
+
+def test_list_component_rejected() -> None:
+    from categories import (
+        CategoryError,
+        FinFunction,
+        FinSet,
+        GeneratedFunctor,
+        NaturalTransformation,
+        Presentation,
+    )
+
+    arrow = Presentation([0, 1], [("a", 0, 1)])
+    functor = GeneratedFunctor(
+        arrow, FinSet(), {0: 2, 1: 2}, {"a": FinFunction([0, 1], cod=2)}
+    )
+    with pytest.raises(CategoryError, match="at 0 is a list"):
+        NaturalTransformation(functor, functor, {0: [0, 1], 1: FinFunction([0, 1], 2)})  # type: ignore[dict-item]
+
+
+def test_paths_search_is_bounded() -> None:
+    from categories import Presentation, SizeLimitError
+
+    free = Presentation(
+        ["x", "y"], [("a", "x", "x"), ("b", "x", "x")], max_morphisms=100
+    )
+    with pytest.raises(SizeLimitError, match="visited more than"):
+        free.paths("x", "y", 30)
+
+
+def test_nonterminating_completion_stops_at_bound() -> None:
+    from categories import Presentation, SizeLimitError
+
+    with pytest.raises(SizeLimitError, match="max_completion_steps"):
+        Presentation(
+            ["*"],
+            [("a", "*", "*"), ("b", "*", "*")],
+            [(["a", "b", "a"], ["b", "a", "b"])],
+            max_completion_steps=2000,
+        )

@@ -130,3 +130,75 @@ def test_transformation_missing_component_named() -> None:
                 "components": {"V": {"values": [0, 1], "cod": 2}},
             }
         )
+
+
+def test_functor_model_round_trip() -> None:
+    functor = FinSetFunctorModel.model_validate(FUNCTOR).build()
+    again = FinSetFunctorModel.from_functor(functor)
+    # Export fills in the relations' default names; after that it is stable.
+    assert FinSetFunctorModel.from_functor(again.build()) == again
+    assert (
+        again.generator_map == FinSetFunctorModel.model_validate(FUNCTOR).generator_map
+    )
+
+
+def test_transformation_model_round_trip() -> None:
+    data = {
+        "source": FUNCTOR,
+        "target": FUNCTOR,
+        "components": {
+            "V": {"values": [0, 1], "cod": 2},
+            "E": {"values": [0, 1, 2], "cod": 3},
+        },
+    }
+    alpha = TransformationModel.model_validate(data).build()
+    again = TransformationModel.from_transformation(alpha)
+    assert TransformationModel.from_transformation(again.build()) == again
+    assert again.components == TransformationModel.model_validate(data).components
+
+
+@pytest.mark.parametrize("value", ["1", True, 1.0])
+def test_values_must_be_integers(value: object) -> None:
+    bad = json.loads(json.dumps(FUNCTOR))
+    bad["generator_map"]["d0"]["values"] = [0, value]
+    with pytest.raises(ValidationError, match="generator_map.d0.values.1"):
+        FinSetFunctorModel.model_validate(bad)
+
+
+def test_relation_sides_must_be_parallel() -> None:
+    bad = {**SIMPLICIAL, "relations": [{"lhs": ["d0"], "rhs": ["s0"]}]}
+    with pytest.raises(ValidationError, match="both sides must be parallel"):
+        PresentationModel.model_validate(bad)
+
+
+def test_relation_path_must_compose() -> None:
+    bad = {**SIMPLICIAL, "relations": [{"lhs": ["d0", "d1"], "rhs": []}]}
+    with pytest.raises(ValidationError, match="not composable"):
+        PresentationModel.model_validate(bad)
+
+
+def test_identity_relation_needs_loop() -> None:
+    bad = {**SIMPLICIAL, "relations": [{"lhs": ["d0"], "rhs": []}]}
+    with pytest.raises(ValidationError, match="must be a loop"):
+        PresentationModel.model_validate(bad)
+
+
+def test_generator_name_without_semicolon() -> None:
+    bad = {**SIMPLICIAL, "generators": [{"name": "a;b", "dom": "V", "cod": "E"}]}
+    with pytest.raises(ValidationError, match="generators.0.name"):
+        PresentationModel.model_validate(bad)
+
+
+def test_bad_objects_do_not_cascade() -> None:
+    bad = {**SIMPLICIAL, "objects": ["V", "V"]}
+    with pytest.raises(ValidationError) as error:
+        PresentationModel.model_validate(bad)
+    assert error.value.error_count() == 1
+    assert "listed twice" in str(error.value)
+
+
+def test_int_objects_rejected_on_export() -> None:
+    from categories import Presentation
+
+    with pytest.raises(TypeError, match="strings"):
+        PresentationModel.from_presentation(Presentation([0, 1], [("a", 0, 1)]))
