@@ -40,10 +40,20 @@ class DataConfig(_Strict):
     """The data set and the sizes of its splits.
 
     MNIST-1D is generated locally by the `mnist1d` package (no download);
-    ``digits`` is scikit-learn's bundled 8x8 digits set.
+    ``digits`` is scikit-learn's bundled 8x8 digits set. MNIST,
+    Fashion-MNIST and CIFAR-10 are read from the folder ``root``, and
+    ``n_train`` and ``n_test`` examples are drawn from their splits with
+    ``seed``.
     """
 
-    name: Literal["mnist1d", "digits"] = "mnist1d"
+    name: Literal["mnist1d", "digits", "mnist", "fashion_mnist", "cifar10"] = "mnist1d"
+    root: str | None = Field(
+        None,
+        description=(
+            "folder holding MNIST, Fashion-MNIST or CIFAR-10 in their standard"
+            " formats; required for those data sets, unused for the others"
+        ),
+    )
     n_train: int = Field(4000, ge=10, description="training examples")
     n_test: int = Field(
         10000,
@@ -71,6 +81,12 @@ class DataConfig(_Strict):
                 f"digits has {DIGITS_SIZE} examples, but n_train + n_test ="
                 f" {self.n_train + self.n_test}; lower them (for example"
                 " n_train=1000, n_test=797)"
+            )
+        local = ("mnist", "fashion_mnist", "cifar10")
+        if self.name in local and self.root is None:
+            raise ValueError(
+                f"data set {self.name!r} is read from a local folder; set data.root"
+                " to the folder holding its files (nothing is downloaded)"
             )
         if self.probe_size > self.n_test:
             raise ValueError(

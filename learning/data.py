@@ -43,8 +43,10 @@ def load_dataset(config: DataConfig) -> Dataset:
     """Build the data set a config names, with its train/test split and probe set."""
     if config.name == "mnist1d":
         x_train, y_train, x_test, y_test = _mnist1d(config)
-    else:
+    elif config.name == "digits":
         x_train, y_train, x_test, y_test = _digits(config)
+    else:
+        x_train, y_train, x_test, y_test = _local(config)
 
     dataset = Dataset(
         name=config.name,
@@ -81,6 +83,34 @@ def _mnist1d(config: DataConfig) -> tuple[np.ndarray, ...]:
     finally:
         np.random.set_state(state)
     return generated["x"], generated["y"], generated["x_test"], generated["y_test"]
+
+
+def _local(config: DataConfig) -> tuple[np.ndarray, ...]:
+    from learning.readers import load_cifar10, load_mnist
+
+    assert config.root is not None  # DataConfig requires it for these names
+    if config.name == "cifar10":
+        local = load_cifar10(config.root)
+    else:
+        local = load_mnist(config.root, kind=config.name)  # type: ignore[arg-type]
+    x_train, x_test = local.to_float(normalize=True)
+    if x_train.ndim == 4:  # CIFAR-10 comes channels-last; torch wants NCHW
+        x_train, x_test = np.moveaxis(x_train, -1, 1), np.moveaxis(x_test, -1, 1)
+
+    rng = np.random.default_rng(config.seed)
+    picked: list[np.ndarray] = []
+    for x, y, n, split in (
+        (x_train, local.y_train, config.n_train, "n_train"),
+        (x_test, local.y_test, config.n_test, "n_test"),
+    ):
+        if n > len(y):
+            raise ValueError(
+                f"{split} = {n} exceeds the {len(y)} examples of {config.name}'s"
+                f" {split[2:]} split; lower {split}"
+            )
+        index = np.sort(rng.choice(len(y), size=n, replace=False))
+        picked += [np.ascontiguousarray(x[index]), y[index]]
+    return tuple(picked)
 
 
 def _digits(config: DataConfig) -> tuple[np.ndarray, ...]:
