@@ -106,12 +106,45 @@ class ModelConfig(_Strict):
 
 
 class OptimizerConfig(_Strict):
-    """One optimizer of the sweep."""
+    """One optimizer of the sweep, with its learning-rate schedule.
 
-    name: Literal["sgd", "adam"]
-    lr: float = Field(gt=0, description="learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    ``natural_gradient`` preconditions each step by the empirical Fisher of
+    the current batch (`learning.optim.NaturalGradient`).
+    """
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop", "natural_gradient"]
+    lr: float = Field(gt=0, description="learning rate (the schedule's peak)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD and RMSprop momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum (SGD only)")
     weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine", "step"] = Field(
+        "constant",
+        description=(
+            "learning rate over training: constant; cosine decay to 0 over all"
+            " steps; or step: multiplied by step_gamma every step_every epochs"
+        ),
+    )
+    step_every: int = Field(
+        10, ge=1, description="epochs between steps (step schedule)"
+    )
+    step_gamma: float = Field(0.1, gt=0, le=1, description="factor per step")
+    fisher_kind: Literal["diagonal", "lowrank"] = "diagonal"
+    fisher_rank: int | None = Field(None, ge=1, description="rank of a low-rank Fisher")
+    damping: float | None = Field(
+        None, ge=0, description="Fisher damping; None takes the kind's default"
+    )
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError(
+                "nesterov = true needs name = 'sgd' with momentum > 0;"
+                f" got name = {self.name!r}, momentum = {self.momentum}"
+            )
+        lowrank = self.name == "natural_gradient" and self.fisher_kind == "lowrank"
+        if lowrank and self.fisher_rank is None:
+            raise ValueError("fisher_kind = 'lowrank' needs fisher_rank; set it")
+        return self
 
     @property
     def label(self) -> str:

@@ -22,7 +22,9 @@ from torch import nn
 from learning.config import ExperimentConfig, OptimizerConfig, RunSpec
 from learning.data import Dataset
 from learning.evaluate import StackedEvaluator
+from learning.fisher import NonFiniteError
 from learning.models import FeatureClassifier, build_model
+from learning.optim import NaturalGradient
 from learning.param import ParamLayout, Trajectory
 
 logger = logging.getLogger(__name__)
@@ -81,18 +83,54 @@ def initial_model(
         return build_model(config.model, dataset.input_shape, dataset.n_classes)
 
 
-def make_optimizer(
-    params: list[nn.Parameter], config: OptimizerConfig
-) -> torch.optim.Optimizer:
-    """Build the optimizer a config names."""
+def make_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """Build the optimizer a config names, for the parameters of `model`."""
+    params = list(model.parameters())
     if config.name == "sgd":
         return torch.optim.SGD(
             params,
             lr=config.lr,
             momentum=config.momentum,
+            nesterov=config.nesterov,
             weight_decay=config.weight_decay,
         )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.name == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.name == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.name == "rmsprop":
+        return torch.optim.RMSprop(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+    return NaturalGradient(
+        model,
+        lr=config.lr,
+        kind=config.fisher_kind,
+        rank=config.fisher_rank,
+        damping=config.damping,
+    )
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer,
+    config: OptimizerConfig,
+    steps_per_epoch: int,
+    epochs: int,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Build the per-step learning-rate schedule a config names."""
+    total = max(steps_per_epoch * epochs, 1)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer,
+            step_size=config.step_every * steps_per_epoch,
+            gamma=config.step_gamma,
+        )
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 def train_run(
@@ -121,7 +159,9 @@ def train_run(
     train = config.train
     model = initial_model(config, dataset, spec.init_seed).to(device)
     layout = ParamLayout.of(model)
-    optimizer = make_optimizer(list(model.parameters()), spec.optimizer)
+    optimizer = make_optimizer(model, spec.optimizer)
+    steps_per_epoch = -(-len(dataset.y_train) // train.batch_size)
+    schedule = make_schedule(optimizer, spec.optimizer, steps_per_epoch, train.epochs)
     order = torch.Generator().manual_seed(spec.data_seed)
 
     x_train = dataset.x_train.to(device)
@@ -149,7 +189,14 @@ def train_run(
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
+            if isinstance(optimizer, NaturalGradient):
+                try:
+                    optimizer.precondition(x_train[batch], y_train[batch])
+                except NonFiniteError:
+                    diverged_at = step
+                    break
             optimizer.step()
+            schedule.step()
             step += 1
             loss_sum += loss.detach()
             batches += 1
