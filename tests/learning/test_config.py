@@ -52,7 +52,7 @@ def test_negative_learning_rate_rejected() -> None:
 
 
 def test_unknown_optimizer_rejected() -> None:
-    with pytest.raises(ValidationError, match="'sgd' or 'adam'"):
+    with pytest.raises(ValidationError, match="'natural_gradient'"):
         OptimizerConfig(name="lbfgs", lr=0.1)  # type: ignore[arg-type]
 
 
