@@ -160,6 +160,13 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(
         40, ge=1, description="optimizer steps between recorded checkpoints"
     )
+    vectorized: bool = Field(
+        False,
+        description=(
+            "train runs whose optimizer train_ensemble supports (SGD and Adam,"
+            " constant rate) together in one vmap pass; the others in a loop"
+        ),
+    )
     init_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     data_seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
     optimizers: list[OptimizerConfig] = Field(

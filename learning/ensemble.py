@@ -132,8 +132,22 @@ def train_ensemble(
     return [result for result in results if result is not None]
 
 
+def supports(spec: RunSpec) -> bool:
+    """Return whether `train_ensemble` implements the run's optimizer exactly."""
+    return not _unsupported(spec)
+
+
 def _require_supported(spec: RunSpec) -> None:
     """Raise unless the vectorized pass implements the run's optimizer exactly."""
+    problems = _unsupported(spec)
+    if problems:
+        raise ValueError(
+            f"run {spec.name} uses {' and '.join(problems)}, which train_ensemble"
+            " does not implement; train it with train_run instead"
+        )
+
+
+def _unsupported(spec: RunSpec) -> list[str]:
     optimizer = spec.optimizer
     problems = []
     if optimizer.name not in ("sgd", "adam"):
@@ -142,11 +156,7 @@ def _require_supported(spec: RunSpec) -> None:
         problems.append("Nesterov momentum")
     if optimizer.schedule != "constant":
         problems.append(f"the {optimizer.schedule!r} learning-rate schedule")
-    if problems:
-        raise ValueError(
-            f"run {spec.name} uses {' and '.join(problems)}, which train_ensemble"
-            " does not implement; train it with train_run instead"
-        )
+    return problems
 
 
 def _group_key(optimizer: OptimizerConfig) -> tuple[str, float, float]:

@@ -23,6 +23,7 @@ from learning import claims
 from learning.analyses import analyze_homotopy, analyze_landscapes, check_functor_laws
 from learning.config import ConfigError, ExperimentConfig, preset
 from learning.data import Dataset, load_dataset
+from learning.ensemble import supports, train_ensemble
 from learning.evaluate import resolve_device
 from learning.report import write_report
 from learning.store import RunStore, atomic_write_json, run_key
@@ -50,15 +51,32 @@ def train_sweep(
     if reused:
         logger.info("reusing %d of %d runs from %s", reused, len(specs), store.root)
 
-    runs: list[RunResult] = []
-    for done, (spec, key, run) in enumerate(zip(specs, keys, stored, strict=True), 1):
-        if run is None:
-            run = train_run(config, dataset, spec, device)
-            store.save(run, key)
-        runs.append(run)
+    done = reused
+    if progress is not None:
+        progress("train", done, len(specs))
+    missing = [i for i, run in enumerate(stored) if run is None]
+    if config.train.vectorized:
+        together = [i for i in missing if supports(specs[i])]
+        if together:
+            trained = train_ensemble(
+                config, dataset, [specs[i] for i in together], device
+            )
+            for i, run in zip(together, trained, strict=True):
+                store.save(run, keys[i])
+                stored[i] = run
+            done += len(together)
+            if progress is not None:
+                progress("train", done, len(specs))
+    for i in missing:
+        if stored[i] is not None:
+            continue
+        run = train_run(config, dataset, specs[i], device)
+        store.save(run, keys[i])
+        stored[i] = run
+        done += 1
         if progress is not None:
             progress("train", done, len(specs))
-    return runs
+    return [run for run in stored if run is not None]
 
 
 def check_results_folder(config: ExperimentConfig, out: Path) -> None:

@@ -99,6 +99,9 @@ def run_key(config: ExperimentConfig, spec: RunSpec) -> str:
         "epochs": train.epochs,
         "batch_size": train.batch_size,
         "checkpoint_every": train.checkpoint_every,
+        # A vectorized pass rounds differently, so its trajectories differ in
+        # the last bits from the loop's and are stored under their own key.
+        "vectorized": train.vectorized,
         "init_seed": spec.init_seed,
         "data_seed": spec.data_seed,
         "optimizer": spec.optimizer.model_dump(mode="json"),

@@ -192,3 +192,15 @@ def test_environment_records_provenance(results: dict[str, Any]) -> None:
     env = results["environment"]
     assert "git_dirty" in env
     assert env["torch_threads"] >= 1
+
+
+def test_vectorized_sweep_matches_loop(tmp_path: Path) -> None:
+    config = preset("tiny")
+    vectorized = config.model_copy(
+        update={"train": config.train.model_copy(update={"vectorized": True})}
+    )
+    loop = reproduce(config, tmp_path / "loop")
+    together = reproduce(vectorized, tmp_path / "vectorized")
+    for a, b in zip(loop["runs"], together["runs"], strict=True):
+        assert a["name"] == b["name"]
+        assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.01)
