@@ -32,6 +32,7 @@ from learning.data import Dataset
 from learning.evaluate import StackedEvaluator
 from learning.functor import LearningFunctor
 from learning.homotopy import class_labels, homotopy_classes, loss_barriers
+from learning.laws import check_learning_functor
 from learning.param import Trajectory
 from learning.stats import paired_difference_interval, wilson_interval
 from learning.store import read_array_cache, write_array_cache
@@ -40,6 +41,9 @@ from learning.training import RunResult, initial_model
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+
+DRAWN_LAW_EXAMPLES = 100
+"""Composable pairs of recorded sub-trajectories Hypothesis draws to check L."""
 
 
 def finite_runs(runs: Sequence[RunResult]) -> list[RunResult]:
@@ -64,6 +68,8 @@ def check_functor_laws(
     domains and codomains of every L(s_i); L(s_i;s_{i+1}) = L(s_i);L(s_{i+1})
     and L((s_1;...;s_i);s_{i+1}) = L(s_1;...;s_i);L(s_{i+1}). Param's and
     Rep's own category laws are checked on the same segments and images.
+    Then the core's property-based checker draws composable pairs of
+    sub-trajectories of the recorded runs and checks L's laws on them.
     """
     functor = LearningFunctor(initial_model(config, dataset, 0), dataset.probe, device)
     param, rep = functor.source, functor.target
@@ -118,6 +124,17 @@ def check_functor_laws(
                 entry["failed"] += counts["failed"]
             failures += [str(f) for f in report.failures]
         summary[part] = {"laws": laws, "ok": not failures, "failures": failures[:20]}
+    if checked_runs:
+        drawn = check_learning_functor(
+            functor, [r.trajectory for r in checked_runs], DRAWN_LAW_EXAMPLES
+        )
+        summary["drawn"] = {
+            "examples": DRAWN_LAW_EXAMPLES,
+            "laws": drawn.summary(),
+            "ok": drawn.ok,
+            "failures": [str(f) for f in drawn.failures[:20]],
+        }
+        reports["drawn"] = [drawn]
     summary["ok"] = all(summary[p]["ok"] for p in reports)
     return summary
 

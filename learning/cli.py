@@ -129,7 +129,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     for row in summary_rows(results):
         table.add_row(*row)
     # Piped output defaults to 80 columns, which wraps every row of the table.
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 140))
     console.print(table)
     console.print(f"Results in {args.out}: results.json, report.md, figures.")
     return 0

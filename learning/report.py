@@ -66,6 +66,11 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if checked
         else "not checked: no run has 3 or more checkpoints"
     )
+    drawn = results["functor_laws"].get("drawn")
+    if drawn is not None:
+        drawn_checked = sum(e["checked"] for e in drawn["laws"].values())
+        drawn_failed = sum(e["failed"] for e in drawn["laws"].values())
+        law_text += f"; on drawn pairs {drawn_checked - drawn_failed}/{drawn_checked}"
     rows = [
         ("runs (diverged)", f"{results['n_runs']} ({results['n_diverged']})", "", ""),
         ("L functor laws", law_text, "", ""),
@@ -179,12 +184,20 @@ def _functor_section(results: dict[str, Any]) -> list[str]:
         "| category or functor | law | checked | failed |",
         "|---|---|---|---|",
     ]
-    for part in ("functor", "param", "rep"):
+    parts = [p for p in ("functor", "param", "rep", "drawn") if p in f]
+    for part in parts:
+        label = "L, drawn pairs" if part == "drawn" else part
         for law, counts in f[part]["laws"].items():
             lines.append(
-                f"| {part} | {law} | {counts['checked']} | {counts['failed']} |"
+                f"| {label} | {law} | {counts['checked']} | {counts['failed']} |"
             )
-    for part in ("functor", "param", "rep"):
+    if "drawn" in f:
+        lines.append(
+            f"\nThe rows 'L, drawn pairs' come from {f['drawn']['examples']}"
+            " composable pairs of recorded sub-trajectories drawn by Hypothesis"
+            " (derandomized, so the same run draws the same pairs)."
+        )
+    for part in parts:
         for failure in f[part]["failures"]:
             lines.append(f"\n- {part}: {failure}")
     return lines
