@@ -206,6 +206,7 @@ def _cached_barriers(
         "points": [r.trajectory.end.digest for r in runs],
         "data": config.data.model_dump(mode="json"),
         "n_alpha": config.homotopy.n_alpha,
+        "bn_statistics": config.homotopy.bn_statistics,
     }
     path = cache_dir / "barriers.npz"
     cached = read_array_cache(path, repr(key))
@@ -215,6 +216,7 @@ def _cached_barriers(
 
     evaluator = StackedEvaluator(initial_model(config, dataset, 0), device)
     points = torch.stack([r.final_point for r in runs])
+    buffers = _final_buffers(evaluator, runs)
     matrix = loss_barriers(
         evaluator,
         points,
@@ -222,9 +224,26 @@ def _cached_barriers(
         dataset.y_train,
         config.homotopy.n_alpha,
         progress,
+        buffers=buffers,
+        bn_statistics=config.homotopy.bn_statistics,
     )
     write_array_cache(path, repr(key), matrix.barriers)
     return matrix.barriers
+
+
+def _final_buffers(
+    evaluator: StackedEvaluator, runs: Sequence[RunResult]
+) -> torch.Tensor | None:
+    """Return the runs' final BatchNorm statistics, stacked, or None without BatchNorm."""
+    if evaluator.layout.buffer_size == 0:
+        return None
+    missing = [r.name for r in runs if r.trajectory.buffers is None]
+    if missing:
+        raise ValueError(
+            f"runs {missing} have BatchNorm but no stored statistics; delete"
+            " their folders under runs/ to retrain them"
+        )
+    return torch.stack([r.trajectory.buffers[-1] for r in runs])  # type: ignore[index]
 
 
 def _class_stats(accuracies: np.ndarray, n_test: int) -> dict[str, Any]:
@@ -437,7 +456,13 @@ def _run_landscape(
         generator = torch.Generator().manual_seed(cfg.seed)
         directions = topology.random_plane(params, generator)
         surface = topology.loss_surface(
-            evaluator.loss_fn(x, y), params, directions, cfg.span, cfg.resolution
+            # NOTE: with BatchNorm every grid point uses the trained network's
+            # stored statistics, not statistics recomputed at that point.
+            evaluator.loss_fn(x, y, buffers=run.trajectory.end.buffers),
+            params,
+            directions,
+            cfg.span,
+            cfg.resolution,
         )
         values = surface.values
         write_array_cache(path, key, values)

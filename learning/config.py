@@ -97,12 +97,66 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """The network: a multilayer perceptron or a small 1-D CNN."""
+    """The network: an MLP, a 1-D CNN, a 2-D CNN or a CIFAR-style ResNet-18.
 
-    kind: Literal["mlp", "cnn"] = "mlp"
-    hidden: int = Field(128, ge=1, description="width of the hidden layers")
+    ``cnn2d`` and the ResNets read images; their channel count and size come
+    from the data's input shape (see `learning.models.image_shape`).
+    ``resnet18_nobn`` is ``resnet18`` with identity maps in place of
+    BatchNorm, kept trainable by a zero initialization of the last
+    convolution of each residual branch.
+    """
+
+    kind: Literal["mlp", "cnn", "cnn2d", "resnet18", "resnet18_nobn"] = "mlp"
+    hidden: int = Field(
+        128,
+        ge=1,
+        description=(
+            "width of the hidden layers (mlp) and of the feature layer (cnn, cnn2d)"
+        ),
+    )
     depth: int = Field(2, ge=1, description="number of hidden layers (MLP)")
-    channels: int = Field(16, ge=1, description="convolution channels (CNN)")
+    channels: int = Field(
+        16,
+        ge=1,
+        description=(
+            "convolution channels (cnn: every layer; cnn2d: the first layer,"
+            " doubled by each of its two stride-2 layers)"
+        ),
+    )
+    width: int = Field(
+        64,
+        ge=1,
+        description=(
+            "channels of the first ResNet stage; the four stages have width,"
+            " 2 width, 4 width and 8 width channels (ResNet kinds)"
+        ),
+    )
+    batch_norm: bool | None = Field(
+        None,
+        description=(
+            "BatchNorm after each hidden layer or convolution; None takes the"
+            " kind's default: on for cnn2d and resnet18, off for mlp, cnn and"
+            " resnet18_nobn"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_batch_norm(self) -> ModelConfig:
+        fixed = {"resnet18": True, "resnet18_nobn": False}
+        if self.kind in fixed and self.batch_norm not in (None, fixed[self.kind]):
+            other = "resnet18_nobn" if self.kind == "resnet18" else "resnet18"
+            raise ValueError(
+                f"kind = {self.kind!r} fixes batch_norm, but batch_norm ="
+                f" {self.batch_norm}; use kind = {other!r} or leave batch_norm unset"
+            )
+        return self
+
+    @property
+    def has_batch_norm(self) -> bool:
+        """Whether the network has BatchNorm layers, after the kind's default."""
+        if self.batch_norm is not None:
+            return self.batch_norm
+        return self.kind in ("cnn2d", "resnet18")
 
 
 class OptimizerConfig(_Strict):
@@ -232,6 +286,13 @@ class HomotopyConfig(_Strict):
         ),
     )
     n_alpha: int = Field(21, ge=3, description="points on each line, ends included")
+    bn_statistics: Literal["recompute", "interpolate"] = Field(
+        "recompute",
+        description=(
+            "BatchNorm statistics at interior points of a line: recomputed on"
+            " training data, or interpolated between the ends' stored ones"
+        ),
+    )
     tau_sweep: list[float] = Field(
         default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
         description="other thresholds whose classes are reported for comparison",

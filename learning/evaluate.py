@@ -1,23 +1,34 @@
 """Evaluate one architecture at many parameter points at once.
 
 `StackedEvaluator` wraps a module and its `ParamLayout`. Given flat parameter
-vectors of shape (B, size), it returns logits, losses, accuracies or the
-output of a named submodule at every point. It calls
-`torch.func.functional_call` under `torch.func.vmap`, and processes points
+vectors of shape (B, size), and for a network with BatchNorm the flat buffer
+vectors of shape (B, buffer_size), it returns logits, losses, accuracies or
+the output of a named submodule at every point. It calls
+`torch.func.functional_call` under `torch.func.vmap` in eval mode, so each
+point is normalized with its own running statistics, and processes points
 and examples in chunks so that memory stays bounded.
+
+`recompute_batchnorm_statistics` gives a parameter point the BatchNorm
+statistics of its own activations on training data, which an interpolated
+point (on a path between two networks) does not have.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import logging
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from learning.config import ConfigError
-from learning.param import ParamLayout
+from learning.param import ParamLayout, ParamPoint
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -47,7 +58,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 class StackedEvaluator:
-    """Evaluate a module, or one of its submodules, at stacked parameter points."""
+    """Evaluate a module, or one of its submodules, at stacked parameter points.
+
+    The module is copied and put in eval mode. Every method takes optional
+    ``buffers`` of shape (B, buffer_size) beside ``points`` of shape (B, size).
+    When they are omitted, every point uses the buffers of the module given
+    to the constructor.
+    """
 
     def __init__(
         self,
@@ -63,7 +80,11 @@ class StackedEvaluator:
         self.example_chunk = example_chunk
 
     def _apply(
-        self, submodule: str | None, points: torch.Tensor, x: torch.Tensor
+        self,
+        submodule: str | None,
+        points: torch.Tensor,
+        x: torch.Tensor,
+        buffers: torch.Tensor | None,
     ) -> torch.Tensor:
         """Return submodule(x) for each point, shape (B, n, ...)."""
         target = (
@@ -80,21 +101,53 @@ class StackedEvaluator:
             out: torch.Tensor = functional_call(target, own, (inputs,))
             return out
 
-        params = self.layout.unflatten(points)
+        # Parameters and buffers go in one dict, so that vmap maps over both
+        # and each point is normalized with its own running statistics.
+        tensors = self.layout.unflatten(points)
+        if buffers is not None:
+            tensors.update(self.layout.unflatten_buffers(buffers))
         batched: Callable[..., torch.Tensor] = vmap(one_point, in_dims=(0, None))
-        return batched(params, x)
+        return batched(tensors, x)
+
+    def _check_buffers(
+        self, points: torch.Tensor, buffers: torch.Tensor | None
+    ) -> None:
+        if buffers is None:
+            return
+        expected = (points.shape[0], self.layout.buffer_size)
+        if tuple(buffers.shape) != expected:
+            raise ValueError(
+                f"buffers of shape {tuple(buffers.shape)} do not match {expected}:"
+                " pass one flat buffer vector (ParamLayout.flatten_buffers) per point"
+            )
+
+    def _buffer_chunk(
+        self, buffers: torch.Tensor | None, start: int
+    ) -> torch.Tensor | None:
+        if buffers is None:
+            return None
+        return buffers[start : start + self.point_chunk].to(self.device)
 
     @torch.no_grad()
     def outputs(
-        self, points: torch.Tensor, x: torch.Tensor, submodule: str | None = None
+        self,
+        points: torch.Tensor,
+        x: torch.Tensor,
+        submodule: str | None = None,
+        buffers: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return the module's (or a submodule's) outputs, (B, n, ...), on the CPU."""
+        self._check_buffers(points, buffers)
         results = []
         for start in range(0, points.shape[0], self.point_chunk):
             chunk = points[start : start + self.point_chunk].to(self.device)
+            buffer_chunk = self._buffer_chunk(buffers, start)
             parts = [
                 self._apply(
-                    submodule, chunk, x[i : i + self.example_chunk].to(self.device)
+                    submodule,
+                    chunk,
+                    x[i : i + self.example_chunk].to(self.device),
+                    buffer_chunk,
                 )
                 for i in range(0, x.shape[0], self.example_chunk)
             ]
@@ -103,12 +156,18 @@ class StackedEvaluator:
 
     @torch.no_grad()
     def loss_and_accuracy(
-        self, points: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+        self,
+        points: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        buffers: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return mean cross-entropy (nats) and accuracy at each point, both (B,)."""
+        self._check_buffers(points, buffers)
         losses, correct = [], []
         for start in range(0, points.shape[0], self.point_chunk):
             chunk = points[start : start + self.point_chunk].to(self.device)
+            buffer_chunk = self._buffer_chunk(buffers, start)
             loss_sum = torch.zeros(
                 chunk.shape[0], device=self.device, dtype=torch.float64
             )
@@ -116,7 +175,7 @@ class StackedEvaluator:
             for i in range(0, x.shape[0], self.example_chunk):
                 xs = x[i : i + self.example_chunk].to(self.device)
                 ys = y[i : i + self.example_chunk].to(self.device)
-                logits = self._apply(None, chunk, xs)
+                logits = self._apply(None, chunk, xs, buffer_chunk)
                 per_example = nn.functional.cross_entropy(
                     logits.flatten(0, 1), ys.repeat(chunk.shape[0]), reduction="none"
                 ).view(chunk.shape[0], -1)
@@ -127,14 +186,170 @@ class StackedEvaluator:
         return torch.cat(losses), torch.cat(correct)
 
     def loss_fn(
-        self, x: torch.Tensor, y: torch.Tensor
+        self, x: torch.Tensor, y: torch.Tensor, buffers: torch.Tensor | None = None
     ) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-        """Return a function from stacked named parameters (B, ...) to losses (B,)."""
+        """Return a function from stacked named parameters (B, ...) to losses (B,).
+
+        ``buffers``, one flat buffer vector of shape (buffer_size,), is used
+        at every point; without it every point uses the module's own buffers.
+        """
         names = self.layout.names
 
         def losses(params: dict[str, torch.Tensor]) -> torch.Tensor:
             flat = torch.cat([params[n].flatten(1) for n in names], dim=1)
-            loss, _ = self.loss_and_accuracy(flat, x, y)
+            stacked = None
+            if buffers is not None:
+                stacked = buffers.reshape(1, -1).expand(flat.shape[0], -1)
+            loss, _ = self.loss_and_accuracy(flat, x, y, stacked)
             return loss
 
         return losses
+
+    def recompute_buffers(
+        self,
+        points: torch.Tensor,
+        x_train: torch.Tensor,
+        batches: int = 1,
+        buffers: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Recompute the BatchNorm statistics of each point on training inputs.
+
+        Parameters
+        ----------
+        points : Tensor
+            Flat parameter vectors, shape (B, size).
+        x_train : Tensor
+            Training inputs on which the statistics are computed.
+        batches : int
+            Number of equal mini-batches `x_train` is cut into; see
+            `recompute_batchnorm_statistics`.
+        buffers : Tensor, optional
+            Buffers of shape (B, buffer_size) loaded before the recomputation.
+            Floating-point buffers that are not BatchNorm statistics keep
+            these values.
+
+        Returns
+        -------
+        Tensor
+            Flat buffer vectors of shape (B, buffer_size), on the CPU.
+        """
+        self._check_buffers(points, buffers)
+        work = copy.deepcopy(self.module)
+        rows = []
+        for index in range(points.shape[0]):
+            own = None if buffers is None else buffers[index]
+            rows.append(
+                _fill_running_statistics(
+                    work, self.layout, points[index], own, x_train, batches
+                )
+            )
+        if not rows:
+            return torch.zeros(0, self.layout.buffer_size)
+        return torch.stack(rows)
+
+
+def recompute_batchnorm_statistics(
+    module: nn.Module, point: ParamPoint, x_train: torch.Tensor, batches: int = 1
+) -> ParamPoint:
+    """Return `point` with BatchNorm statistics recomputed on training inputs.
+
+    The statistics are those of the network at `point` itself. A copy of
+    `module` gets the point's parameters (and its buffers, when it has any)
+    and has every BatchNorm layer's running statistics reset. Then
+    `x_train`, cut into `batches` mini-batches, is passed forward once with
+    only the BatchNorm layers in train mode and with ``momentum=None``, so
+    the statistics are the plain averages of the per-batch means and
+    unbiased variances (PyTorch's cumulative moving average). No parameter
+    changes, and dropout and other layers stay in eval mode. Apart from
+    that, this is what `torch.optim.swa_utils.update_bn` does for averaged
+    weights.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The architecture; it is copied, not changed.
+    point : ParamPoint
+        The parameter point.
+    x_train : Tensor
+        Training inputs, shape (n, ...).
+    batches : int
+        Number of consecutive mini-batches of `x_train`, whose sizes differ
+        by at most one. With 1 the running mean is the exact mean over
+        `x_train` and the running variance its unbiased variance. With more,
+        the mean is still exact when the batches have equal sizes, and the
+        variance is the average of the per-batch unbiased variances. That
+        average matches the variance over `x_train` in expectation when the
+        batches are random subsets, but is too small when the order of
+        `x_train` groups similar inputs (for example, sorted by class).
+
+    Returns
+    -------
+    ParamPoint
+        The same parameter vector with the recomputed buffers, on the CPU.
+        A module without BatchNorm layers gets `point` back unchanged.
+
+    Raises
+    ------
+    ValueError
+        If `batches` is not between 1 and the number of inputs.
+    """
+    layout = ParamLayout.of(module)
+    if not _batch_norm_layers(module):
+        logger.debug("module has no BatchNorm layers; nothing to recompute")
+        return point
+    work = copy.deepcopy(module)
+    buffers = _fill_running_statistics(
+        work, layout, point.vector, point.buffers, x_train, batches
+    )
+    return ParamPoint(point.vector, buffers)
+
+
+def _batch_norm_layers(module: nn.Module) -> list[_BatchNorm]:
+    # _BatchNorm is the common base of BatchNorm1d/2d/3d (and SyncBatchNorm);
+    # torch.optim.swa_utils.update_bn selects layers the same way.
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, _BatchNorm) and m.track_running_stats
+    ]
+
+
+def _fill_running_statistics(
+    work: nn.Module,
+    layout: ParamLayout,
+    vector: torch.Tensor,
+    buffers: torch.Tensor | None,
+    x_train: torch.Tensor,
+    batches: int,
+) -> torch.Tensor:
+    """Load a point into `work`, recompute its BatchNorm statistics, return its buffers.
+
+    `work` is a scratch module that this changes in place.
+    """
+    if not 1 <= batches <= x_train.shape[0]:
+        raise ValueError(
+            f"batches = {batches} must be between 1 and the {x_train.shape[0]}"
+            " training inputs"
+        )
+    norms = _batch_norm_layers(work)
+    layout.load_into(work, vector)
+    if buffers is not None:
+        layout.load_buffers_into(work, buffers)
+    tensors = itertools.chain(work.parameters(), work.buffers())
+    device = next(tensors, x_train).device
+
+    momenta = [norm.momentum for norm in norms]
+    work.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over all batches
+        norm.train()
+    try:
+        with torch.no_grad():
+            for batch in torch.tensor_split(x_train, batches):
+                work(batch.to(device))
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        work.eval()
+    return layout.flatten_buffers(work).cpu()

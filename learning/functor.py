@@ -4,7 +4,10 @@ L sends a parameter point to the penultimate features its network computes
 on a fixed probe set, and a trajectory to the features at each of its
 checkpoints, keeping the steps as times. Features come from the submodule
 named ``feature_module`` (``"features"`` for the models of `learning.models`)
-evaluated with `torch.func.functional_call`, a whole trajectory at a time.
+evaluated with `torch.func.functional_call` in eval mode, a whole trajectory
+at a time. A network with BatchNorm is normalized with the running
+statistics stored with each point or checkpoint. A point stored without
+buffers uses those of the module given to the constructor.
 """
 
 from __future__ import annotations
@@ -56,12 +59,15 @@ class LearningFunctor(Functor[ParamPoint, Trajectory, Representation, RepPath]):
 
     def map_object(self, x: ParamPoint) -> Representation:
         """Return the features of the network at `x` on the probe set."""
+        buffers = None if x.buffers is None else x.buffers.reshape(1, -1)
         features = self.evaluator.outputs(
-            x.vector.reshape(1, -1), self.probe, self.feature_module
+            x.vector.reshape(1, -1), self.probe, self.feature_module, buffers
         )
         return Representation(features[0].flatten(1))
 
     def map_morphism(self, f: Trajectory) -> RepPath:
         """Return the features at every checkpoint of `f`, with its steps as times."""
-        features = self.evaluator.outputs(f.points, self.probe, self.feature_module)
+        features = self.evaluator.outputs(
+            f.points, self.probe, self.feature_module, f.buffers
+        )
         return RepPath(f.steps, features.flatten(2))

@@ -3,8 +3,10 @@
 A run starts from the initialization fixed by its init seed and visits the
 training data in the order fixed by its data seed. It records the flat
 parameter vector at step 0, every ``checkpoint_every`` optimizer steps, and
-at the last step. A run whose loss becomes NaN or infinite stops at once and
-is returned as diverged, with the step, instead of raising.
+at the last step, each with the flat vector of the network's floating-point
+buffers (BatchNorm statistics) when it has any. A run whose loss becomes NaN
+or infinite stops at once and is returned as diverged, with the step, instead
+of raising.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ def train_run(
     n = len(y_train)
     steps: list[int] = [0]
     points: list[torch.Tensor] = [layout.flatten(model).cpu()]
+    buffers: list[torch.Tensor] = [layout.flatten_buffers(model).cpu()]
     history: list[dict[str, float]] = []
     step = 0
     diverged_at: int | None = None
@@ -203,6 +206,7 @@ def train_run(
             if step % train.checkpoint_every == 0:
                 steps.append(step)
                 points.append(layout.flatten(model).cpu())
+                buffers.append(layout.flatten_buffers(model).cpu())
         if diverged_at is not None:
             break
         history.append(
@@ -218,6 +222,7 @@ def train_run(
     # A step can leave finite loss but non-finite weights; keep only finite checkpoints.
     while len(points) > 1 and not bool(torch.isfinite(points[-1]).all()):
         points.pop()
+        buffers.pop()
         steps.pop()
         diverged_at = step if diverged_at is None else diverged_at
 
@@ -226,10 +231,12 @@ def train_run(
         if bool(torch.isfinite(last_point).all()):
             steps.append(step)
             points.append(last_point)
+            buffers.append(layout.flatten_buffers(model).cpu())
         else:
             diverged_at = step
 
-    trajectory = Trajectory(tuple(steps), torch.stack(points))
+    recorded_buffers = torch.stack(buffers) if layout.buffer_size else None
+    trajectory = Trajectory(tuple(steps), torch.stack(points), recorded_buffers)
     if diverged_at is not None:
         logger.warning(
             "run %s diverged at step %d (non-finite loss)", spec.name, diverged_at
