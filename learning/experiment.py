@@ -152,7 +152,8 @@ def reproduce(
     timings["data"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    runs = train_sweep(config, dataset, RunStore(out), device, progress)
+    with RunStore(out) as store:
+        runs = train_sweep(config, dataset, store, device, progress)
     timings["train"] = time.perf_counter() - clock
 
     cache = out / "analysis"

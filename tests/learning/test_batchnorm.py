@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -572,3 +573,44 @@ def test_functor_laws_hold_with_batch_norm(
     pairs = list(itertools.pairwise(segments))
     report = functor_law_failures(functor, objects, segments, pairs)
     assert report.ok, [str(f) for f in report.failures]
+
+
+def test_store_round_trips_batchnorm_statistics(tmp_path: Path) -> None:
+    from learning.config import (
+        DataConfig,
+        ExperimentConfig,
+        ModelConfig,
+        OptimizerConfig,
+        TrainConfig,
+    )
+    from learning.data import load_dataset
+    from learning.store import RunStore
+    from learning.training import train_run
+
+    config = ExperimentConfig(
+        data=DataConfig(n_train=200, n_test=200, probe_size=16),
+        model=ModelConfig(hidden=8, batch_norm=True),
+        train=TrainConfig(
+            epochs=1,
+            batch_size=50,
+            checkpoint_every=2,
+            init_seeds=[0],
+            data_seeds=[0],
+            optimizers=[OptimizerConfig(name="sgd", lr=0.05)],
+        ),
+        device="cpu",
+    )
+    data = load_dataset(config.data)
+    spec = config.train.run_specs()[0]
+    run = train_run(config, data, spec, torch.device("cpu"))
+    assert run.trajectory.buffers is not None
+    store = RunStore(tmp_path)
+    store.save(run, "k")
+    loaded = store.load(spec, "k")
+    assert loaded is not None
+    assert loaded.trajectory == run.trajectory
+    lazy = store.open_trajectory(spec, "k")
+    assert lazy is not None
+    assert lazy.load() == run.trajectory
+    lazy.close()
+    store.close()
