@@ -30,10 +30,11 @@ from learning import claims
 from learning.config import ExperimentConfig
 from learning.data import Dataset
 from learning.evaluate import StackedEvaluator
+from learning.fisher import fisher_length
 from learning.functor import LearningFunctor
 from learning.homotopy import class_labels, homotopy_classes, loss_barriers
 from learning.laws import check_learning_functor
-from learning.param import Trajectory
+from learning.param import ParamLayout, Trajectory
 from learning.stats import paired_difference_interval, wilson_interval
 from learning.store import read_array_cache, write_array_cache
 from learning.training import RunResult, initial_model
@@ -503,3 +504,92 @@ def landscape_grid(cache_dir: Path, run_name: str) -> np.ndarray | None:
             return np.asarray(cached["value"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
+
+
+# ---------------------------------------------------------------- Fisher lengths
+
+
+def analyze_fisher_lengths(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure every finite run's trajectory in the empirical Fisher metric.
+
+    Runs from the same initialization are grouped, so optimizers can be
+    compared side by side. The claim under test is that natural gradient
+    follows geodesics of the Fisher metric; a path is compared only with
+    paths from the same start, and runs also end at different points, so a
+    shorter path is an observation, not a proof of a geodesic.
+    """
+    cfg = config.fisher
+    result: dict[str, Any] = {
+        "definition": (
+            "sum over segments of sqrt(d^T F d), d the step between consecutive"
+            " checkpoints and F the empirical Fisher at the segment's start"
+        ),
+        "kind": cfg.kind,
+        "rank": cfg.rank,
+        "checkpoint_every": config.train.checkpoint_every,
+        "claim": {
+            "claimed": (
+                "natural gradient follows geodesics of the Fisher metric, so its"
+                " path from a given start is the shortest (a hypothesis under test)"
+            ),
+        },
+    }
+    if not cfg.enabled:
+        result["status"] = "not computed: disabled in the config"
+        return result
+    model = initial_model(config, dataset, 0)
+    if ParamLayout.of(model).buffer_size:
+        result["status"] = "not computed: Fisher lengths of BatchNorm models"
+        return result
+
+    usable = finite_runs(runs)
+    n_examples = min(cfg.n_examples, len(dataset.y_train))
+    x, y = dataset.x_train[:n_examples], dataset.y_train[:n_examples]
+    rows: list[dict[str, Any]] = []
+    for done, run in enumerate(usable, start=1):
+        length = fisher_length(
+            model, run.trajectory, x, y, kind=cfg.kind, rank=cfg.rank
+        )
+        rows.append(
+            {
+                "run": run.name,
+                "init_seed": run.spec.init_seed,
+                "optimizer": run.spec.optimizer.name,
+                "fisher_length": length.length,
+                "euclidean_length": length.euclidean_length,
+                "segments": len(length.segment_lengths),
+            }
+        )
+        if progress is not None:
+            progress(done, len(usable))
+
+    shortest: dict[str, int] = {}
+    for seed in sorted({row["init_seed"] for row in rows}):
+        group = [row for row in rows if row["init_seed"] == seed]
+        best = min(group, key=lambda row: row["fisher_length"])
+        shortest[best["optimizer"]] = shortest.get(best["optimizer"], 0) + 1
+    optimizers = {row["optimizer"] for row in rows}
+    groups = len({row["init_seed"] for row in rows})
+    wins = shortest.get("natural_gradient", 0)
+    if "natural_gradient" not in optimizers:
+        reading = "not testable: no natural-gradient run in this sweep"
+    elif wins == groups:
+        reading = "consistent: natural gradient's path is the shortest from every start"
+    else:
+        reading = (
+            f"not consistent: natural gradient's path is the shortest from {wins}"
+            f" of {groups} initializations"
+        )
+    result.update(
+        status="computed",
+        n_examples=n_examples,
+        runs=rows,
+        shortest_by_optimizer=shortest,
+        reading=reading,
+    )
+    return result

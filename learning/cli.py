@@ -104,6 +104,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         "functor": "checking L's laws",
         "barriers": "loss barriers (pairs)",
         "landscapes": "landscape persistence",
+        "fisher": "Fisher lengths",
     }
     with Progress(
         "[progress.description]{task.description}",

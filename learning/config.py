@@ -322,6 +322,17 @@ class LandscapeConfig(_Strict):
         return value
 
 
+class FisherConfig(_Strict):
+    """Fisher lengths of the recorded trajectories."""
+
+    enabled: bool = True
+    n_examples: int = Field(
+        1000, ge=1, description="training examples on which the Fisher is estimated"
+    )
+    kind: Literal["diagonal", "lowrank"] = "diagonal"
+    rank: int | None = Field(None, ge=1, description="rank of a low-rank Fisher")
+
+
 class ExperimentConfig(_Strict):
     """Everything that determines the main job's numbers."""
 
@@ -331,6 +342,7 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
     homotopy: HomotopyConfig = HomotopyConfig()
     landscape: LandscapeConfig = LandscapeConfig()
+    fisher: FisherConfig = FisherConfig()
     functor_segments: int = Field(
         4, ge=2, description="segments each trajectory is cut into for L's law check"
     )
@@ -389,15 +401,36 @@ def _full() -> ExperimentConfig:
     )
 
 
+def _optimizers() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="optimizers",
+        train=TrainConfig(
+            init_seeds=[0, 1, 2],
+            data_seeds=[0],
+            optimizers=[
+                OptimizerConfig(name="sgd", lr=0.05),
+                OptimizerConfig(name="adam", lr=1e-3),
+                OptimizerConfig(name="natural_gradient", lr=0.01),
+            ],
+        ),
+    )
+
+
 PRESETS: dict[str, Any] = {
     "tiny": _tiny,
     "quick": lambda: ExperimentConfig(name="quick"),
     "full": _full,
+    "optimizers": _optimizers,
 }
 
 
 def preset(name: str) -> ExperimentConfig:
-    """Return a named preset: ``tiny`` (tests), ``quick`` (12 runs) or ``full`` (100)."""
+    """Return a named preset.
+
+    ``tiny`` (3 runs, for tests), ``quick`` (12 runs), ``full`` (100 runs) or
+    ``optimizers`` (SGD, Adam and natural gradient from 3 initializations,
+    for Fisher lengths side by side).
+    """
     try:
         factory = PRESETS[name]
     except KeyError:

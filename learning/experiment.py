@@ -20,7 +20,12 @@ from typing import Any
 import torch
 
 from learning import claims
-from learning.analyses import analyze_homotopy, analyze_landscapes, check_functor_laws
+from learning.analyses import (
+    analyze_fisher_lengths,
+    analyze_homotopy,
+    analyze_landscapes,
+    check_functor_laws,
+)
 from learning.config import ConfigError, ExperimentConfig, preset
 from learning.data import Dataset, load_dataset
 from learning.ensemble import supports, train_ensemble
@@ -171,6 +176,10 @@ def reproduce(
     )
     timings["landscapes"] = time.perf_counter() - clock
 
+    clock = time.perf_counter()
+    fisher = analyze_fisher_lengths(config, dataset, runs, stage("fisher"))
+    timings["fisher"] = time.perf_counter() - clock
+
     results: dict[str, Any] = {
         "config": config.model_dump(mode="json"),
         "environment": _environment(device),
@@ -186,6 +195,7 @@ def reproduce(
         "functor_laws": functor,
         "homotopy": homotopy,
         "topology": landscapes,
+        "fisher": fisher,
         "claims": claims.claims_json(),
         "timings_seconds": timings,
     }

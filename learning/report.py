@@ -109,6 +109,18 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "",
         )
     )
+    fisher = results.get("fisher", {})
+    if fisher.get("status") == "computed":
+        rows.append(
+            (
+                "shortest Fisher path per initialization",
+                ", ".join(
+                    f"{k}: {v}" for k, v in fisher["shortest_by_optimizer"].items()
+                ),
+                "natural gradient",
+                _reading(fisher["reading"]),
+            )
+        )
     return rows
 
 
@@ -142,9 +154,36 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += [f"| {q} | {m} | {c} | {r} |" for q, m, c, r in summary_rows(results)]
     lines += _runs_section(results) + _functor_section(results)
     lines += _homotopy_section(results) + _topology_section(results)
+    lines += _fisher_section(results)
     lines += ["", "## Timings (seconds)", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in results["timings_seconds"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _fisher_section(results: dict[str, Any]) -> list[str]:
+    f = results.get("fisher")
+    if f is None:
+        return []
+    lines = ["", "## Fisher lengths of the trajectories", ""]
+    if f.get("status") != "computed":
+        return lines + [f.get("status", "not computed")]
+    lines += [
+        (
+            f"Length = {f['definition']}; {f['kind']} empirical Fisher on"
+            f" {f['n_examples']} training examples, checkpoints every"
+            f" {f['checkpoint_every']} steps (lengths depend on that spacing)."
+            f" Claimed: {f['claim']['claimed']}. Reading: {f['reading']}."
+        ),
+        "",
+        "| init seed | run | optimizer | Fisher length | Euclidean length |",
+        "|---|---|---|---|---|",
+    ]
+    for row in sorted(f["runs"], key=lambda r: (r["init_seed"], r["fisher_length"])):
+        lines.append(
+            f"| {row['init_seed']} | {row['run']} | {row['optimizer']}"
+            f" | {_fmt(row['fisher_length'], 4)} | {_fmt(row['euclidean_length'], 3)} |"
+        )
+    return lines
 
 
 def _runs_section(results: dict[str, Any]) -> list[str]:

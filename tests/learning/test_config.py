@@ -19,7 +19,9 @@ from learning.config import (
 )
 
 
-@pytest.mark.parametrize("name, runs", [("tiny", 3), ("quick", 12), ("full", 100)])
+@pytest.mark.parametrize(
+    "name, runs", [("tiny", 3), ("quick", 12), ("full", 100), ("optimizers", 9)]
+)
 def test_preset_run_counts(name: str, runs: int) -> None:
     assert preset(name).n_runs == runs
 
@@ -32,7 +34,9 @@ def test_quick_mixes_seeds_and_optimizers() -> None:
 
 
 def test_unknown_preset_lists_choices() -> None:
-    with pytest.raises(ConfigError, match="choose one of: full, quick, tiny"):
+    with pytest.raises(
+        ConfigError, match="choose one of: full, optimizers, quick, tiny"
+    ):
         preset("huge")
 
 

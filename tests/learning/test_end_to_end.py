@@ -204,3 +204,11 @@ def test_vectorized_sweep_matches_loop(tmp_path: Path) -> None:
     for a, b in zip(loop["runs"], together["runs"], strict=True):
         assert a["name"] == b["name"]
         assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.01)
+
+
+def test_fisher_lengths_reported(results: dict[str, Any]) -> None:
+    fisher = results["fisher"]
+    assert fisher["status"] == "computed"
+    assert len(fisher["runs"]) == results["n_runs"] - results["n_diverged"]
+    assert all(row["fisher_length"] > 0 for row in fisher["runs"])
+    assert fisher["reading"].startswith("not testable")  # tiny has no natural gradient
