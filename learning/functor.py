@@ -58,16 +58,19 @@ class LearningFunctor(Functor[ParamPoint, Trajectory, Representation, RepPath]):
         return self._target
 
     def map_object(self, x: ParamPoint) -> Representation:
-        """Return the features of the network at `x` on the probe set."""
+        """Return the features and logits of the network at `x` on the probe set."""
         buffers = None if x.buffers is None else x.buffers.reshape(1, -1)
+        points = x.vector.reshape(1, -1)
         features = self.evaluator.outputs(
-            x.vector.reshape(1, -1), self.probe, self.feature_module, buffers
+            points, self.probe, self.feature_module, buffers
         )
-        return Representation(features[0].flatten(1))
+        logits = self.evaluator.outputs(points, self.probe, None, buffers)
+        return Representation(features[0].flatten(1), logits[0].flatten(1))
 
     def map_morphism(self, f: Trajectory) -> RepPath:
-        """Return the features at every checkpoint of `f`, with its steps as times."""
+        """Return features and logits at every checkpoint of `f`, steps as times."""
         features = self.evaluator.outputs(
             f.points, self.probe, self.feature_module, f.buffers
         )
-        return RepPath(f.steps, features.flatten(2))
+        logits = self.evaluator.outputs(f.points, self.probe, None, f.buffers)
+        return RepPath(f.steps, features.flatten(2), logits.flatten(2))

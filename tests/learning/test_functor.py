@@ -147,3 +147,30 @@ def test_missing_feature_module_rejected(
     model = initial_model(small_config, small_dataset, 0)
     with pytest.raises(ValueError, match="no submodule 'encoder'"):
         LearningFunctor(model, small_dataset.probe, cpu, feature_module="encoder")
+
+
+def test_object_map_includes_logits(
+    functor: LearningFunctor,
+    recorded: RunResult,
+    small_config: ExperimentConfig,
+    small_dataset: Dataset,
+) -> None:
+    model = initial_model(small_config, small_dataset, 0)
+    functor.source.layout.load_into(model, recorded.final_point)
+    with torch.no_grad():
+        direct = model(small_dataset.probe)
+    image = functor.map_object(recorded.trajectory.end)
+    assert image.logits is not None
+    assert torch.allclose(image.logits, direct, atol=1e-5)
+
+
+def test_logits_break_equality_when_features_agree() -> None:
+    from learning.rep import RepCategory
+
+    rep = RepCategory()
+    features = torch.zeros(3, 2)
+    a = Representation(features, torch.zeros(3, 4))
+    b = Representation(features, torch.ones(3, 4))
+    assert rep.equal_objects(a, a)
+    assert not rep.equal_objects(a, b)
+    assert not rep.equal_objects(a, Representation(features))
