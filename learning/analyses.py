@@ -269,7 +269,7 @@ def accuracy_gaps(
     """Summarize |accuracy difference| over pairs in the same class and in different ones.
 
     Gaps are in percentage points. Each pair's 95% half-width comes from the
-    paired interval on the shared test set; the median over pairs shows
+    paired interval on the shared test set. The median over pairs shows
     which gaps the test set can resolve.
     """
     within: list[tuple[float, float]] = []
@@ -519,8 +519,8 @@ def analyze_fisher_lengths(
 
     Runs from the same initialization are grouped, so optimizers can be
     compared side by side. The claim under test is that natural gradient
-    follows geodesics of the Fisher metric; a path is compared only with
-    paths from the same start, and runs also end at different points, so a
+    follows geodesics of the Fisher metric. A path is compared only with
+    paths from the same start. Runs also end at different points, so a
     shorter path is an observation, not a proof of a geodesic.
     """
     cfg = config.fisher

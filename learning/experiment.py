@@ -85,7 +85,7 @@ def train_sweep(
 
 
 def check_results_folder(config: ExperimentConfig, out: Path) -> None:
-    """Raise `ConfigError` if `out` holds runs of a different sweep.
+    """Raise `ConfigError` if `out` contains runs of a different sweep.
 
     Settings that only change the analyses (tau, the landscape grid) may
     differ, because the stored runs stay valid; data, model and training
@@ -107,7 +107,7 @@ def check_results_folder(config: ExperimentConfig, out: Path) -> None:
             s for s in sections if previous.fingerprint(s) != config.fingerprint(s)
         ]
         raise ConfigError(
-            f"{out} holds results of another sweep (its {', '.join(changed)} settings"
+            f"{out} contains results of another sweep (its {', '.join(changed)} settings"
             f" differ); choose another --out, or delete {out} to start over"
         )
 

@@ -540,7 +540,7 @@ def test_functor_uses_checkpoint_statistics(
         assert torch.allclose(image.features[k], direct, atol=1e-5), k
 
     # The template's initial statistics give other features, so the check
-    # above tells stored statistics from the template's.
+    # above distinguishes stored statistics from the template's.
     without = functor.evaluator.outputs(
         trajectory.points[-1:], dataset.probe, "features"
     )

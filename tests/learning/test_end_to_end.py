@@ -104,10 +104,10 @@ def test_report_shows_measured_and_claimed(
 def test_rerun_resumes_without_training(
     tiny_out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
+    def fail_if_trained(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(learning.experiment, "train_run", refuse)
+    monkeypatch.setattr(learning.experiment, "train_run", fail_if_trained)
     again = reproduce("tiny", tiny_out)
     assert again["n_runs"] == 3
 

@@ -72,7 +72,7 @@ def test_morphism_map_keeps_steps(
 
 
 class EndpointsOnly(LearningFunctor):
-    """Known-bad: forgets the inside of a path, so composites gain a frame."""
+    """Known-bad: drops the inside of a path, so composites gain a frame."""
 
     def map_morphism(self, f: Trajectory) -> RepPath:
         whole = super().map_morphism(f)
