@@ -15,10 +15,19 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from learning.config import PRESETS, ConfigError, ExperimentConfig, load_config, preset
+from learning.config import (
+    PRESETS,
+    ConfigError,
+    ExperimentConfig,
+    describe_validation_error,
+    load_config,
+    preset,
+)
+from learning.readers import DatasetFormatError, DatasetNotFoundError
 from learning.store import StoreCorruptError
 
 
@@ -70,7 +79,9 @@ def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         try:
             config = ExperimentConfig.model_validate(merged)
         except ValidationError as error:
-            raise ConfigError(f"invalid command-line value:\n{error}") from None
+            raise ConfigError(
+                f"invalid command-line value: {describe_validation_error(error)}"
+            ) from None
     return config
 
 
@@ -99,6 +110,11 @@ def _reproduce(args: argparse.Namespace) -> int:
     )
     config = _resolve_config(args)
     resolve_device(config.device)
+    # Checked here as well as in reproduce, so that the error is printed
+    # before the progress display starts.
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a folder")
     labels = {
         "train": "training runs",
         "functor": "checking L's laws",
@@ -147,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"catinv: error: {error}", file=sys.stderr)
         return 2
-    except StoreCorruptError as error:
+    except (StoreCorruptError, DatasetNotFoundError, DatasetFormatError) as error:
         print(f"catinv: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:

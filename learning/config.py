@@ -454,4 +454,16 @@ def load_config(path: str | Path) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"config file {path} is invalid:\n{error}") from None
+        raise ConfigError(
+            f"config file {path} is invalid: {describe_validation_error(error)}"
+        ) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Return a pydantic error as one line per problem: ``field: message``."""
+    parts = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "config"
+        message = problem["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)

@@ -141,20 +141,21 @@ def reproduce(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; name a folder")
     check_results_folder(config, out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     logger.info("main job %r on %s, writing to %s", config.name, device, out)
+
+    # Data first, so that a missing local data set leaves no config behind.
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    dataset = load_dataset(config.data)
+    timings["data"] = time.perf_counter() - clock
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", config.model_dump(mode="json"))
 
     def stage(name: str) -> Callable[[int, int], None] | None:
         if progress is None:
             return None
         return lambda done, total: progress(name, done, total)
-
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    dataset = load_dataset(config.data)
-    timings["data"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     with RunStore(out) as store:

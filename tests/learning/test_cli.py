@@ -54,3 +54,39 @@ def test_unknown_preset_is_usage_error() -> None:
 def test_out_is_required() -> None:
     with pytest.raises(SystemExit):
         main(["reproduce", "--preset", "tiny"])
+
+
+def test_validation_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["reproduce", "--preset", "tiny", "--tau", "-1", "--out", str(tmp_path)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "homotopy.tau: Input should be greater than or equal to 0" in err
+
+
+def test_missing_local_data_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps({"data": {"name": "mnist", "root": str(tmp_path / "nowhere")}})
+    )
+    out = tmp_path / "out"
+    assert main(["reproduce", "--config", str(config), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "mnist files not found" in err
+    assert "writable" not in err
+    assert not (out / "config.json").exists()
+
+
+def test_out_file_rejected_before_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    assert main(["reproduce", "--preset", "tiny", "--out", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("catinv: error: --out")
