@@ -25,9 +25,10 @@ True
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import product
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -66,9 +67,21 @@ def _check_size(size: object, role: str) -> int:
     return value
 
 
-def _as_value_array(values: npt.ArrayLike) -> npt.NDArray[np.int64]:
+def _as_value_array(values: object) -> npt.NDArray[np.int64]:
     """Convert `values` to a fresh one-dimensional int64 array, checking its type."""
-    array = np.asarray(values)
+    _reject_unordered(values)
+    array = _to_numpy(values)
+    if array.ndim == 0 and array.dtype == object and isinstance(values, Iterable):
+        # numpy wraps an iterable without a length, such as a generator or
+        # map, as a single object, so its items are read into a tuple first.
+        array = _to_numpy(tuple(values))
+    if array.ndim == 0:
+        raise TypeError(
+            f"values must be a sequence of ints with values[i] = f(i), got"
+            f" {values!r} of type {type(values).__name__}; pass a list such as"
+            " [0, 1, 2], or use FinFunction.constant(n, value, cod) for a"
+            " constant function"
+        )
     if array.ndim != 1:
         raise CategoryError(
             f"values must be one-dimensional (one value per element), "
@@ -77,6 +90,9 @@ def _as_value_array(values: npt.ArrayLike) -> npt.NDArray[np.int64]:
     if array.size == 0:
         # An empty list converts to float64; its dtype carries no information.
         return np.zeros(0, dtype=np.int64)
+    if array.dtype == object:
+        _reject_object_values(array)
+        array = array.astype(np.int64)
     if array.dtype.kind not in "iu":
         raise TypeError(
             f"values must be integers, got an array of dtype {array.dtype} "
@@ -87,6 +103,57 @@ def _as_value_array(values: npt.ArrayLike) -> npt.NDArray[np.int64]:
             f"value {int(array.max())} exceeds the largest supported size {_MAX_SIZE}"
         )
     return np.array(array, dtype=np.int64, copy=True)
+
+
+def _reject_unordered(values: object) -> None:
+    """Raise for a string, set or mapping, which lists no f(0), f(1), ... in order."""
+    kind = type(values).__name__
+    if isinstance(values, str | bytes):
+        raise TypeError(
+            f"values must be a sequence of ints, got the {kind} {values!r}; pass a"
+            " list such as [0, 1, 2]"
+        )
+    if isinstance(values, AbstractSet):
+        raise TypeError(
+            f"values must be ordered, with values[i] = f(i), but a {kind} has no"
+            f" order; pass a list or tuple instead of {values!r}"
+        )
+    if isinstance(values, Mapping):
+        raise TypeError(
+            f"values must be a sequence with values[i] = f(i), got a {kind}; for a"
+            " mapping from elements to values pass"
+            " [mapping[i] for i in range(len(mapping))]"
+        )
+
+
+def _to_numpy(values: object) -> npt.NDArray[Any]:
+    """Return ``numpy.asarray(values)``, naming ragged input in the error."""
+    try:
+        return np.asarray(values)
+    except ValueError:
+        raise CategoryError(
+            "values must be one-dimensional (one value per element), got nested"
+            " sequences of different lengths"
+        ) from None
+
+
+def _reject_object_values(array: npt.NDArray[Any]) -> None:
+    """Raise naming the first item of an object array that cannot be a value.
+
+    numpy makes an object array from a list that mixes ints with other
+    objects, or that contains an int too large for int64.
+    """
+    for index, value in enumerate(array.tolist()):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(
+                f"values must be integers, got {value!r} of type"
+                f" {type(value).__name__} at index {index}"
+            )
+        if not 0 <= value <= _MAX_SIZE:
+            raise CategoryError(
+                f"value {value} at index {index} is outside every supported"
+                f" codomain, since a codomain has at most {_MAX_SIZE} elements"
+            )
 
 
 def _out_of_codomain_message(value: int, index: int, cod: int) -> str:
@@ -108,20 +175,23 @@ class FinFunction:
 
     Parameters
     ----------
-    values : array_like of int
+    values : array_like or finite iterable of int
         The value at each element of the domain, ``values[i]`` being f(i).
         Its length is the domain's size. The values are copied into a
-        read-only int64 array.
+        read-only int64 array. An iterator such as a generator is read once,
+        in order.
     cod : int
         The size of the codomain.
 
     Raises
     ------
     CategoryError
-        If `cod` is negative or a value lies outside {0, ..., cod-1}. The
-        message names the first such value, its index and the codomain.
+        If `cod` is negative, a value lies outside {0, ..., cod-1}, or the
+        values are not one-dimensional. The message names the first such
+        value, its index and the codomain.
     TypeError
-        If the values are not integers or `cod` is not an int.
+        If the values are not integers, `values` is a single value, a string,
+        a set or a mapping, or `cod` is not an int.
 
     Examples
     --------
@@ -136,7 +206,7 @@ class FinFunction:
     _cod: int
     _hash: int | None
 
-    def __init__(self, values: npt.ArrayLike, cod: int) -> None:
+    def __init__(self, values: npt.ArrayLike | Iterable[int], cod: int) -> None:
         cod = _check_size(cod, "cod")
         array = _as_value_array(values)
         invalid = np.flatnonzero((array < 0) | (array >= cod))
@@ -175,9 +245,21 @@ class FinFunction:
 
     @classmethod
     def constant(cls, n: int, value: int, cod: int) -> FinFunction:
-        """Return the function on {0, ..., n-1} that sends every element to `value`."""
+        """Return the function on {0, ..., n-1} that sends every element to `value`.
+
+        For n = 0 this is the empty function, and `value` need only be an int.
+        """
         n = _check_size(n, "n")
-        return cls(np.full(n, value, dtype=np.int64), cod)
+        cod = _check_size(cod, "cod")
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(
+                f"value must be an int, got {value!r} of type {type(value).__name__}"
+            )
+        if n == 0:
+            return cls.empty(cod)
+        if not 0 <= value < cod:
+            raise CategoryError(_out_of_codomain_message(int(value), 0, cod))
+        return cls._trusted(np.full(n, value, dtype=np.int64), cod)
 
     @property
     def dom(self) -> int:

@@ -46,6 +46,8 @@ Laws checked by `verify_pullback` (and by `verify_equalizer`, with the prefix
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +100,24 @@ def _check_dimension(value: object, what: str) -> int:
     if value < 0:
         raise ValueError(f"{what} must be >= 0; got {value}")
     return int(value)
+
+
+def _torch_device(device: object) -> torch.device:
+    """Return `device` as a torch.device, or raise naming it and the accepted forms."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(
+            f"device must be a string such as 'cpu' or 'cuda:0', or a torch.device;"
+            f" got {device!r} of type {type(device).__name__}"
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"device={device!r} is not a torch device string; pass one such as"
+            " 'cpu', 'cuda' or 'cuda:0'"
+        ) from error
 
 
 def _arrow(dom: int, cod: int) -> str:
@@ -407,9 +427,11 @@ class NumericMatrix:
     Raises
     ------
     TypeError
-        If the entries are complex, boolean or not numbers.
+        If the entries are complex, boolean or not numbers, or `device` is
+        neither a string nor a torch.device.
     ValueError
-        If the data are not 2-D or contain inf or NaN.
+        If the data are not 2-D or contain inf or NaN, `backend` is unknown,
+        or `device` is no torch device string or is given for numpy.
     """
 
     __slots__ = ("_array", "_hash", "_host")
@@ -443,7 +465,7 @@ class NumericMatrix:
             tensor = data if isinstance(data, torch.Tensor) else None
             if tensor is None:
                 tensor = torch.from_numpy(np.array(_canonical_numpy(data)))
-            torch_device = None if device is None else torch.device(device)
+            torch_device = None if device is None else _torch_device(device)
             array = _canonical_tensor(tensor, torch_device)
         object.__setattr__(self, "_array", array)
         object.__setattr__(self, "_host", None)
@@ -1030,10 +1052,25 @@ def _require_exact(f: object) -> None:
         )
 
 
-def _as_float(value: float, what: str) -> float:
-    number = float(value)
-    if not np.isfinite(number) or number < 0:
-        raise ValueError(f"{what} must be a finite number >= 0; got {value!r}")
+def _check_tolerance(value: object, name: str) -> float:
+    """Return `value` as a float tolerance, or raise naming it and the fix.
+
+    Strings and bools are rejected, although ``float()`` would convert them,
+    so that a quoted number or a flag passed by mistake is reported.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number >= 0, such as {name}=1e-9; got"
+            f" {value!r} of type {type(value).__name__}. Pass a float or an int"
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(
+            f"{name} must be finite and >= 0, such as {name}=1e-9; got {value!r}"
+        )
     return number
 
 
@@ -1078,6 +1115,15 @@ class NumericMatrices(MatrixCategory[NumericMatrix]):
     device : str or torch.device, optional
         The torch device of identities and zero matrices, CPU by default.
         Only for the torch backend.
+
+    Raises
+    ------
+    TypeError
+        If a tolerance is not a real number (a string or a bool, say), or
+        `device` is neither a string nor a torch.device.
+    ValueError
+        If a tolerance is negative, infinite or NaN, `backend` is unknown,
+        `device` is given for the numpy backend or is no torch device string.
     """
 
     name = "NumericMatrices"
@@ -1098,10 +1144,10 @@ class NumericMatrices(MatrixCategory[NumericMatrix]):
                 " pass backend='torch'"
             )
         self.backend: Backend = backend
-        self.rtol = _as_float(rtol, "rtol")
-        self.atol = _as_float(atol, "atol")
-        self.rank_rtol = _as_float(rank_rtol, "rank_rtol")
-        self.device = torch.device("cpu" if device is None else device)
+        self.rtol = _check_tolerance(rtol, "rtol")
+        self.atol = _check_tolerance(atol, "atol")
+        self.rank_rtol = _check_tolerance(rank_rtol, "rank_rtol")
+        self.device = _torch_device("cpu" if device is None else device)
 
     def __repr__(self) -> str:
         device = f", device='{self.device}'" if self.backend == "torch" else ""

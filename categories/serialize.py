@@ -3,8 +3,8 @@
 Each pydantic model mirrors one structure and checks it when validated:
 unknown objects or generators, relations whose sides are not parallel
 paths, values outside a codomain and missing components are reported as
-validation errors. The error's location names the field (such as
-``generator_map.d1``) and its message names the item (such as
+validation errors. The error's location names the offending item (such as
+``generator_map.d1.values.1``), and its message names it too (such as
 ``values[1] = 3``). Numbers must be JSON integers: strings, booleans and
 floats are rejected, not converted. ``build()`` turns a valid model into the
 core's objects; ``from_presentation``, ``from_function``, ``from_functor``
@@ -24,10 +24,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from categories.finset import FinFunction, FinSet
 from categories.generated import GeneratedFunctor
@@ -37,6 +39,22 @@ from categories.transformation import NaturalTransformation
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _error_at(
+    loc: tuple[int | str, ...], message: str, value: object
+) -> ValidationError:
+    """Build a value error located at `loc` inside the field being validated.
+
+    pydantic-core reports a ValidationError raised inside a validator as its
+    own errors, each location prefixed with the validated field's location
+    (checked with pydantic 2.14), so ``(2, "cod")`` raised while validating
+    ``generators`` is reported at ``generators.2.cod``.
+    """
+    detail = InitErrorDetails(
+        type="value_error", loc=loc, input=value, ctx={"error": ValueError(message)}
+    )
+    return ValidationError.from_exception_data("ValueError", [detail])
 
 
 class GeneratorModel(_Model):
@@ -67,9 +85,11 @@ class PresentationModel(_Model):
     @classmethod
     def _distinct_objects(cls, value: list[str]) -> list[str]:
         seen: set[str] = set()
-        for obj in value:
+        for index, obj in enumerate(value):
             if obj in seen:
-                raise ValueError(f"object {obj!r} is listed twice; list each once")
+                raise _error_at(
+                    (index,), f"object {obj!r} is listed twice; list each once", obj
+                )
             seen.add(obj)
         return value
 
@@ -86,13 +106,17 @@ class PresentationModel(_Model):
             for end in ("dom", "cod"):
                 obj = getattr(generator, end)
                 if obj not in objects:
-                    raise ValueError(
+                    raise _error_at(
+                        (index, end),
                         f"generators[{index}].{end} = {obj!r} is not one of the"
-                        f" objects {sorted(objects)}; add it to objects"
+                        f" objects {sorted(objects)}; add it to objects",
+                        obj,
                     )
             if generator.name in names:
-                raise ValueError(
-                    f"generators[{index}].name = {generator.name!r} repeats a name"
+                raise _error_at(
+                    (index, "name"),
+                    f"generators[{index}].name = {generator.name!r} repeats a name",
+                    generator.name,
                 )
             names.add(generator.name)
         return value
@@ -111,35 +135,45 @@ class PresentationModel(_Model):
                 path = getattr(relation, side)
                 for position, name in enumerate(path):
                     if name not in types:
-                        raise ValueError(
+                        raise _error_at(
+                            (index, side, position),
                             f"relations[{index}].{side}[{position}] = {name!r} is"
-                            f" not a generator; known generators: {sorted(types)}"
+                            f" not a generator; known generators: {sorted(types)}",
+                            name,
                         )
                 for a, b in itertools.pairwise(path):
                     if types[a][1] != types[b][0]:
-                        raise ValueError(
+                        raise _error_at(
+                            (index, side),
                             f"relations[{index}].{side}: {a} ends at {types[a][1]!r}"
                             f" but {b} starts at {types[b][0]!r}, so the path is"
-                            " not composable"
+                            " not composable",
+                            path,
                         )
                 ends.append((types[path[0]][0], types[path[-1]][1]) if path else None)
             lhs_ends, rhs_ends = ends
             if lhs_ends is None and rhs_ends is None:
-                raise ValueError(f"relations[{index}]: both sides are empty")
+                raise _error_at(
+                    (index,), f"relations[{index}]: both sides are empty", relation
+                )
             if lhs_ends is None or rhs_ends is None:
                 loop = lhs_ends or rhs_ends
                 assert loop is not None
                 if loop[0] != loop[1]:
-                    raise ValueError(
+                    raise _error_at(
+                        (index,),
                         f"relations[{index}]: one side is an identity, so the"
                         f" other must be a loop, but it goes {loop[0]!r} ->"
-                        f" {loop[1]!r}"
+                        f" {loop[1]!r}",
+                        relation,
                     )
             elif lhs_ends != rhs_ends:
-                raise ValueError(
+                raise _error_at(
+                    (index,),
                     f"relations[{index}]: lhs goes {lhs_ends[0]!r} -> {lhs_ends[1]!r}"
                     f" but rhs goes {rhs_ends[0]!r} -> {rhs_ends[1]!r}; both sides"
-                    " must be parallel paths"
+                    " must be parallel paths",
+                    relation,
                 )
         return value
 
@@ -195,9 +229,11 @@ class FinFunctionModel(_Model):
     def _in_codomain(self) -> FinFunctionModel:
         for index, v in enumerate(self.values):
             if not 0 <= v < self.cod:
-                raise ValueError(
+                raise _error_at(
+                    ("values", index),
                     f"values[{index}] = {v} is outside the codomain"
-                    f" {{0, ..., {self.cod - 1}}} of size {self.cod}"
+                    f" {{0, ..., {self.cod - 1}}} of size {self.cod}",
+                    v,
                 )
         return self
 
@@ -229,12 +265,16 @@ class FinSetFunctorModel(_Model):
             return value  # source already failed; its error is reported
         for obj in source.objects:
             if obj not in value:
-                raise ValueError(f"object {obj!r} of the source has no image")
+                raise _error_at(
+                    (obj,), f"object {obj!r} of the source has no image", value
+                )
         for obj, size in value.items():
             if obj not in source.objects:
-                raise ValueError(f"{obj!r} is not an object of the source")
+                raise _error_at((obj,), f"{obj!r} is not an object of the source", size)
             if size < 0:
-                raise ValueError(f"the image of {obj!r} has negative size {size}")
+                raise _error_at(
+                    (obj,), f"the image of {obj!r} has negative size {size}", size
+                )
         return value
 
     @field_validator("generator_map")
@@ -248,16 +288,22 @@ class FinSetFunctorModel(_Model):
         types = {g.name: (g.dom, g.cod) for g in source.generators}
         for name in types:
             if name not in value:
-                raise ValueError(f"generator {name!r} of the source has no image")
+                raise _error_at(
+                    (name,), f"generator {name!r} of the source has no image", value
+                )
         for name, image in value.items():
             if name not in types:
-                raise ValueError(f"{name!r} is not a generator of the source")
+                raise _error_at(
+                    (name,), f"{name!r} is not a generator of the source", image
+                )
             dom, cod = types[name]
             if len(image.values) != sizes[dom] or image.cod != sizes[cod]:
-                raise ValueError(
+                raise _error_at(
+                    (name,),
                     f"{name}: {dom} -> {cod} must map to a function"
                     f" {sizes[dom]} -> {sizes[cod]}; got"
-                    f" {len(image.values)} -> {image.cod}"
+                    f" {len(image.values)} -> {image.cod}",
+                    image,
                 )
         return value
 
@@ -312,9 +358,11 @@ class TransformationModel(_Model):
     ) -> FinSetFunctorModel:
         source = info.data.get("source")
         if source is not None and source.source != value.source:
-            raise ValueError(
+            raise _error_at(
+                ("source",),
                 "the two functors have different source presentations; give both"
-                " the same source"
+                " the same source",
+                value.source,
             )
         return value
 
@@ -328,18 +376,22 @@ class TransformationModel(_Model):
             return value
         for obj in source.source.objects:
             if obj not in value:
-                raise ValueError(f"object {obj!r} has no component")
+                raise _error_at((obj,), f"object {obj!r} has no component", value)
             component = value[obj]
             expected = (source.object_map[obj], target.object_map[obj])
             got = (len(component.values), component.cod)
             if got != expected:
-                raise ValueError(
+                raise _error_at(
+                    (obj,),
                     f"the component at {obj!r} must be a function"
-                    f" {expected[0]} -> {expected[1]}; got {got[0]} -> {got[1]}"
+                    f" {expected[0]} -> {expected[1]}; got {got[0]} -> {got[1]}",
+                    component,
                 )
-        for obj in value:
+        for obj, component in value.items():
             if obj not in source.source.objects:
-                raise ValueError(f"{obj!r} is not an object of the source")
+                raise _error_at(
+                    (obj,), f"{obj!r} is not an object of the source", component
+                )
         return value
 
     @classmethod

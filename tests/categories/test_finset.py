@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -88,6 +90,105 @@ def test_bool_codomain_rejected() -> None:
 def test_two_dimensional_values_rejected() -> None:
     with pytest.raises(CategoryError, match=r"shape \(2, 2\)"):
         FinFunction([[0, 1], [1, 0]], cod=2)
+
+
+def test_ragged_values_rejected() -> None:
+    with pytest.raises(CategoryError, match="nested sequences of different lengths"):
+        FinFunction([[0], [1, 2]], cod=3)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(lambda: (i % 3 for i in range(5)), id="generator"),
+        pytest.param(lambda: map(int, "01201"), id="map"),
+        pytest.param(lambda: iter([0, 1, 2, 0, 1]), id="iterator"),
+        pytest.param(
+            lambda: {"a": 0, "b": 1, "c": 2, "d": 0, "e": 1}.values(), id="view"
+        ),
+    ],
+)
+def test_iterable_values_read_in_order(values: Callable[[], Iterable[int]]) -> None:
+    assert FinFunction(values(), cod=3) == FinFunction([0, 1, 2, 0, 1], cod=3)
+
+
+def test_empty_generator_gives_empty_function() -> None:
+    assert FinFunction((i for i in range(0)), cod=2) == FinFunction.empty(2)
+
+
+def test_generator_values_still_validated() -> None:
+    with pytest.raises(CategoryError, match=r"value 3 at index 3"):
+        FinFunction((i for i in range(4)), cod=3)
+    with pytest.raises(TypeError, match=r"dtype float64"):
+        FinFunction((i / 2 for i in range(4)), cod=3)  # type: ignore[misc]
+
+
+@given(st.lists(st.integers(0, 4), max_size=8))
+def test_generator_equals_list(values: list[int]) -> None:
+    from_list = FinFunction(values, cod=5)
+    assert FinFunction(iter(values), cod=5) == from_list
+    assert FinFunction((v for v in values), cod=5) == from_list
+    assert FinFunction(tuple(values), cod=5) == from_list
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("012", "got the str '012'"),
+        (b"\x00\x01", "got the bytes"),
+        ({0, 1}, "a set has no order"),
+        (frozenset({0, 1}), "a frozenset has no order"),
+        ({0: 1, 1: 0}, r"mapping\[i\] for i in range"),
+        (3, "got 3 of type int"),
+        (None, "got None of type NoneType"),
+        (np.int64(3), "of type int64"),
+    ],
+)
+def test_non_sequence_values_rejected(values: object, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        FinFunction(values, cod=3)  # type: ignore[arg-type]
+
+
+def test_scalar_values_suggest_constant() -> None:
+    with pytest.raises(TypeError, match=r"FinFunction\.constant"):
+        FinFunction(2, cod=3)
+
+
+def test_non_integer_in_object_array_named() -> None:
+    with pytest.raises(TypeError, match="got None of type NoneType at index 1"):
+        FinFunction([0, None, 2], cod=3)  # type: ignore[arg-type]
+
+
+def test_huge_value_rejected_with_index() -> None:
+    with pytest.raises(CategoryError, match=rf"value {2**70} at index 1"):
+        FinFunction([0, 2**70], cod=3)
+
+
+def test_object_array_of_ints_accepted() -> None:
+    values = np.array([0, 2, 1], dtype=object)
+    assert FinFunction(values, cod=3) == FinFunction([0, 2, 1], cod=3)
+
+
+def test_constant_rejects_non_int_value() -> None:
+    for value in (1.5, "1", True, None):
+        with pytest.raises(TypeError, match=f"got {value!r} of type"):
+            FinFunction.constant(2, value, cod=3)  # type: ignore[arg-type]
+
+
+def test_constant_rejects_value_outside_codomain() -> None:
+    with pytest.raises(CategoryError, match=r"value 3 at index 0"):
+        FinFunction.constant(2, 3, cod=3)
+    with pytest.raises(CategoryError, match=rf"value {2**70} at index 0"):
+        FinFunction.constant(2, 2**70, cod=3)
+
+
+def test_constant_on_empty_domain_is_empty_function() -> None:
+    assert FinFunction.constant(0, 7, cod=3) == FinFunction.empty(3)
+
+
+def test_constant_accepts_numpy_int() -> None:
+    numpy_value = FinFunction.constant(2, np.int64(1), cod=2)  # type: ignore[arg-type]
+    assert numpy_value == FinFunction([1, 1], cod=2)
 
 
 def test_values_are_read_only_copies() -> None:

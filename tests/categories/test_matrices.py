@@ -346,6 +346,76 @@ def test_numeric_category_rejects_invalid_settings(
         NumericMatrices(**arguments)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["rtol", "atol", "rank_rtol"])
+@pytest.mark.parametrize(
+    "value", ["1", "nan", True, np.True_, None, [1e-9], 1j, torch.tensor(0.1)]
+)
+def test_numeric_tolerance_wrong_type_rejected(name: str, value: object) -> None:
+    with pytest.raises(TypeError, match=f"{name} must be a real number") as raised:
+        NumericMatrices(**{name: value})  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert repr(value) in message
+    assert f"of type {type(value).__name__}" in message
+    assert "Pass a float or an int" in message
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol", "rank_rtol"])
+@pytest.mark.parametrize(
+    "value", [-1e-9, -1, float("nan"), float("inf"), -float("inf"), 10**400]
+)
+def test_numeric_tolerance_invalid_value_rejected(name: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be finite and >= 0") as raised:
+        NumericMatrices(**{name: value})  # type: ignore[arg-type]
+    assert repr(value) in str(raised.value)
+
+
+@given(
+    name=st.sampled_from(["rtol", "atol", "rank_rtol"]),
+    value=st.one_of(
+        st.integers(0, 10**6),
+        st.floats(0, 1e6, allow_nan=False),
+        st.fractions(min_value=0, max_value=10**6),
+        st.floats(0, 1e6, allow_nan=False, width=32).map(np.float32),
+    ),
+)
+def test_numeric_tolerance_stored_as_float(name: str, value: object) -> None:
+    category = NumericMatrices(**{name: value})  # type: ignore[arg-type]
+    stored = getattr(category, name)
+    assert type(stored) is float
+    assert stored == float(value)  # type: ignore[arg-type]
+
+
+@given(
+    name=st.sampled_from(["rtol", "atol", "rank_rtol"]),
+    value=st.floats(max_value=0, exclude_max=True) | st.just(float("nan")),
+)
+def test_numeric_tolerance_negative_or_nan_rejected(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be finite and >= 0"):
+        NumericMatrices(**{name: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("device", [0, True, 1.5])
+def test_numeric_device_wrong_type_rejected(device: object) -> None:
+    with pytest.raises(TypeError, match="device must be a string") as raised:
+        NumericMatrices("torch", device=device)  # type: ignore[arg-type]
+    assert repr(device) in str(raised.value)
+    with pytest.raises(TypeError, match="device must be a string"):
+        NumericMatrix([[1.0]], backend="torch", device=device)  # type: ignore[arg-type]
+
+
+def test_numeric_device_unknown_string_rejected() -> None:
+    with pytest.raises(ValueError, match="device='gpu0' is not a torch device"):
+        NumericMatrices("torch", device="gpu0")
+    with pytest.raises(ValueError, match="'cuda:0'"):
+        NumericMatrix([[1.0]], backend="torch", device="gpu0")
+
+
+def test_numeric_device_accepts_string_and_device() -> None:
+    assert NumericMatrices("torch", device="cpu").device == torch.device("cpu")
+    on_device = NumericMatrices("torch", device=torch.device("cpu"))
+    assert on_device.device == torch.device("cpu")
+
+
 # Kernels and ranks.
 
 

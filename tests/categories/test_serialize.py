@@ -202,3 +202,116 @@ def test_int_objects_rejected_on_export() -> None:
 
     with pytest.raises(TypeError, match="strings"):
         PresentationModel.from_presentation(Presentation([0, 1], [("a", 0, 1)]))
+
+
+def list_locations(error: ValidationError) -> list[tuple[int | str, ...]]:
+    return [tuple(detail["loc"]) for detail in error.errors()]
+
+
+TRANSFORMATION: dict[str, Any] = {
+    "source": FUNCTOR,
+    "target": FUNCTOR,
+    "components": {
+        "V": {"values": [0, 1], "cod": 2},
+        "E": {"values": [0, 1, 2], "cod": 3},
+    },
+}
+
+
+def replace_item(data: dict[str, Any], path: list[int | str], value: object) -> Any:
+    """Return a deep copy of `data` with the item at `path` set to `value`."""
+    result = json.loads(json.dumps(data))
+    parent = result
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return result
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "location"),
+    [
+        (["generators", 2, "cod"], "X", ("generators", 2, "cod")),
+        (["generators", 1, "dom"], "X", ("generators", 1, "dom")),
+        (["generators", 2, "name"], "d0", ("generators", 2, "name")),
+        (["objects"], ["V", "E", "V"], ("objects", 2)),
+        (["relations", 1, "lhs", 1], "s9", ("relations", 1, "lhs", 1)),
+        (["relations", 1, "lhs"], ["d0", "d1"], ("relations", 1, "lhs")),
+        (["relations", 1], {"lhs": [], "rhs": []}, ("relations", 1)),
+        (["relations", 1], {"lhs": ["d0"], "rhs": []}, ("relations", 1)),
+        (["relations", 1], {"lhs": ["d0"], "rhs": ["s0"]}, ("relations", 1)),
+    ],
+)
+def test_presentation_error_located_at_item(
+    path: list[int | str], value: object, location: tuple[int | str, ...]
+) -> None:
+    with pytest.raises(ValidationError) as error:
+        PresentationModel.model_validate(replace_item(SIMPLICIAL, path, value))
+    assert list_locations(error.value) == [location]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "location"),
+    [
+        (["generator_map", "d1", "values", 1], 3, ("generator_map", "d1", "values", 1)),
+        (["generator_map", "s0", "values"], [0, 1], ("generator_map", "s0")),
+        (["generator_map", "zz"], {"values": [0], "cod": 3}, ("generator_map", "zz")),
+        (["object_map", "Z"], 1, ("object_map", "Z")),
+        (["object_map", "E"], -1, ("object_map", "E")),
+        (["source", "generators", 0, "cod"], "X", ("source", "generators", 0, "cod")),
+    ],
+)
+def test_functor_error_located_at_item(
+    path: list[int | str], value: object, location: tuple[int | str, ...]
+) -> None:
+    with pytest.raises(ValidationError) as error:
+        FinSetFunctorModel.model_validate(replace_item(FUNCTOR, path, value))
+    assert list_locations(error.value) == [location]
+
+
+def test_functor_missing_images_located_at_key() -> None:
+    no_object = {**FUNCTOR, "object_map": {"V": 2}}
+    with pytest.raises(ValidationError) as error:
+        FinSetFunctorModel.model_validate(no_object)
+    assert list_locations(error.value) == [("object_map", "E")]
+
+    generators = {k: v for k, v in FUNCTOR["generator_map"].items() if k != "s0"}
+    no_generator = {**FUNCTOR, "generator_map": generators}
+    with pytest.raises(ValidationError) as error:
+        FinSetFunctorModel.model_validate(no_generator)
+    assert list_locations(error.value) == [("generator_map", "s0")]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "location"),
+    [
+        (["components", "E"], {"values": [0, 1], "cod": 3}, ("components", "E")),
+        (["components", "Q"], {"values": [0], "cod": 2}, ("components", "Q")),
+        (["components", "E", "values", 2], 7, ("components", "E", "values", 2)),
+        (["target", "source", "name"], "other", ("target", "source")),
+    ],
+)
+def test_transformation_error_located_at_item(
+    path: list[int | str], value: object, location: tuple[int | str, ...]
+) -> None:
+    with pytest.raises(ValidationError) as error:
+        TransformationModel.model_validate(replace_item(TRANSFORMATION, path, value))
+    assert list_locations(error.value) == [location]
+
+
+def test_transformation_missing_component_located_at_key() -> None:
+    bad = {**TRANSFORMATION, "components": {"V": {"values": [0, 1], "cod": 2}}}
+    with pytest.raises(ValidationError) as error:
+        TransformationModel.model_validate(bad)
+    assert list_locations(error.value) == [("components", "E")]
+
+
+def test_located_error_keeps_message_and_input() -> None:
+    bad = replace_item(FUNCTOR, ["generator_map", "d1", "values", 1], 3)
+    with pytest.raises(ValidationError) as error:
+        FinSetFunctorModel.model_validate_json(json.dumps(bad))
+    (detail,) = error.value.errors()
+    assert detail["type"] == "value_error"
+    assert detail["input"] == 3
+    assert "values[1] = 3 is outside the codomain" in detail["msg"]
+    assert "generator_map.d1.values.1" in str(error.value)
