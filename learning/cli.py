@@ -97,6 +97,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     )
     from rich.table import Table
 
+    from learning.cpu import retain_freed_memory
     from learning.evaluate import resolve_device
     from learning.experiment import reproduce
     from learning.report import summary_rows
@@ -109,7 +110,9 @@ def _reproduce(args: argparse.Namespace) -> int:
         force=True,
     )
     config = _resolve_config(args)
-    resolve_device(config.device)
+    if resolve_device(config.device).type == "cpu":
+        # A separate process: its peak memory is kept until it exits.
+        retain_freed_memory()
     # Checked here as well as in reproduce, so that the error is printed
     # before the progress display starts.
     out = Path(args.out)

@@ -6,7 +6,10 @@ optimizer (name, weight decay and, for SGD, momentum) in one pass, whatever
 their learning rates. The runs' parameters live in one (n_runs, size) tensor, the
 flat layout of `ParamLayout` with a leading run dimension. Each step gathers
 every run's own minibatch into an (n_runs, batch, ...) tensor and computes
-the per-run losses with `torch.func.vmap` over `torch.func.functional_call`.
+the per-run losses: as batched matrix products over the runs where
+`learning.stacked` covers the model's layers (MLPs and the CNNs without
+BatchNorm), and with `torch.func.vmap` over `torch.func.functional_call`
+otherwise.
 It then takes the gradient of their sum with respect to the stacked
 parameters. The runs share no parameter, so row i of that gradient is run
 i's own gradient.
@@ -21,8 +24,8 @@ leave a diverged run's row untouched, and it takes one learning rate per
 tensor, not one per row.
 
 The results agree with `train_run`'s to float rounding, not bit for bit.
-vmap turns the runs' matrix products and convolutions into batched and
-grouped kernels, which may sum in another order. Where the runs' learning
+Both vectorized paths compute the runs' matrix products and convolutions
+with batched kernels, which may sum in another order. Where the runs' learning
 rates differ, the step multiplies by a tensor of rates instead of a scalar,
 which can round differently. Training amplifies such last-bit differences
 over many steps.
@@ -46,6 +49,7 @@ from learning.data import Dataset
 from learning.evaluate import StackedEvaluator
 from learning.models import FeatureClassifier
 from learning.param import ParamLayout, Trajectory
+from learning.stacked import stacked_forward_fn
 from learning.training import RunResult, initial_model
 
 logger = logging.getLogger(__name__)
@@ -57,7 +61,7 @@ ADAM_EPS = 1e-8
 """Adam's denominator term, PyTorch's default."""
 
 CPU_EVAL_CHUNKS = (8, 1024)
-"""Points and examples per vmapped call of the final evaluation on the CPU.
+"""Points and examples per batched call of the final evaluation on the CPU.
 
 StackedEvaluator's defaults (32 and 4096) suit a GPU. On the CPU they give
 the CNN's layers activations of hundreds of MB per call. The final metrics of
@@ -72,6 +76,8 @@ def train_ensemble(
     dataset: Dataset,
     specs: Sequence[RunSpec],
     device: torch.device,
+    *,
+    batched_products: bool = True,
 ) -> list[RunResult]:
     """Train several runs of one architecture in vectorized passes.
 
@@ -98,6 +104,9 @@ def train_ensemble(
         The runs to train.
     device : torch.device
         Where to train.
+    batched_products : bool
+        Compute the losses with `learning.stacked` where it covers the model
+        (the default); False always uses vmap, as a baseline to compare with.
 
     Returns
     -------
@@ -126,7 +135,13 @@ def train_ensemble(
     results: list[RunResult | None] = [None] * len(specs)
     for (name, _, _), positions in groups.items():
         logger.info("training %d %s runs in one vectorized pass", len(positions), name)
-        group = _train_group(config, dataset, [specs[i] for i in positions], device)
+        group = _train_group(
+            config,
+            dataset,
+            [specs[i] for i in positions],
+            device,
+            batched_products,
+        )
         for position, result in zip(positions, group, strict=True):
             results[position] = result
     return [result for result in results if result is not None]
@@ -292,12 +307,27 @@ def _stack_models(
 
 
 def _make_loss_fn(
-    model: nn.Module, layout: ParamLayout
+    model: nn.Module, layout: ParamLayout, batched_products: bool
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """Return the per-run loss function: (params, x, y) to losses, shape (R,).
 
     Its inputs have shapes (R, size), (R, batch, ...) and (R, batch).
     """
+    stacked = stacked_forward_fn(model) if batched_products else None
+    if stacked is not None:
+        forward = stacked
+
+        def stacked_losses(
+            flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+        ) -> torch.Tensor:
+            logits = forward(layout.unflatten(flat), x)
+            per_example = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"
+            )
+            return per_example.reshape(y.shape).mean(dim=1)
+
+        return stacked_losses
+
     # Every call passes all parameters, so the module's own tensors are never
     # read. A copy on the meta device allocates no memory for them.
     skeleton = copy.deepcopy(model).to("meta")
@@ -321,6 +351,7 @@ def _train_group(
     dataset: Dataset,
     specs: list[RunSpec],
     device: torch.device,
+    batched_products: bool,
 ) -> list[RunResult]:
     """Train runs that share one optimizer config in one vectorized pass."""
     started = time.perf_counter()
@@ -330,7 +361,7 @@ def _train_group(
     layout = ParamLayout.of(models[0])
     params = _stack_models(models, layout, device).requires_grad_(True)
     optimizer = _make_stacked_optimizer(specs, params.detach())
-    run_losses = _make_loss_fn(models[0], layout)
+    run_losses = _make_loss_fn(models[0], layout, batched_products)
     orders = [torch.Generator().manual_seed(spec.data_seed) for spec in specs]
 
     x_train = dataset.x_train.to(device)
@@ -364,7 +395,11 @@ def _train_group(
                 diverged_at.masked_fill_(active & ~finite, step)
                 active &= finite
                 updated = optimizer.updated(params.detach(), grad)
-                torch.where(active.unsqueeze(1), updated, params, out=params)
+                # On the CPU, reading `active` costs no device sync, and while
+                # every run is active the new tensor needs no masking.
+                if device.type != "cpu" or not bool(active.all()):
+                    updated = torch.where(active.unsqueeze(1), updated, params)
+                params = updated.requires_grad_(True)
                 loss_sum += losses.detach()
 
             step += 1

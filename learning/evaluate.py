@@ -3,10 +3,12 @@
 `StackedEvaluator` wraps a module and its `ParamLayout`. Given flat parameter
 vectors of shape (B, size), and for a network with BatchNorm the flat buffer
 vectors of shape (B, buffer_size), it returns logits, losses, accuracies or
-the output of a named submodule at every point. It calls
-`torch.func.functional_call` under `torch.func.vmap` in eval mode, so each
-point is normalized with its own running statistics, and processes points
-and examples in chunks so that memory stays bounded.
+the output of a named submodule at every point, in eval mode, processing
+points and examples in chunks so that memory stays bounded. Modules made
+only of the layers `learning.stacked` covers are evaluated there, as batched
+matrix products. Any other module goes through `torch.func.functional_call`
+under `torch.func.vmap`, so each point is normalized with its own running
+statistics.
 
 `recompute_batchnorm_statistics` gives a parameter point the BatchNorm
 statistics of its own activations on training data, which an interpolated
@@ -27,6 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from learning.config import ConfigError
 from learning.param import ParamLayout, ParamPoint
+from learning.stacked import stacked_forward_fn
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,10 @@ class StackedEvaluator:
         self.device = device
         self.point_chunk = point_chunk
         self.example_chunk = example_chunk
+        self._stacked: dict[
+            str | None,
+            Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None,
+        ] = {}
 
     def _apply(
         self,
@@ -101,6 +108,16 @@ class StackedEvaluator:
             out: torch.Tensor = functional_call(target, own, (inputs,))
             return out
 
+        if buffers is None or self.layout.buffer_size == 0:
+            stacked = self._stacked_forward(submodule, target)
+            if stacked is not None:
+                own = {
+                    k[len(prefix) :]: v
+                    for k, v in self.layout.unflatten(points).items()
+                    if k.startswith(prefix)
+                }
+                return stacked(own, x.expand(points.shape[0], *x.shape))
+
         # Parameters and buffers go in one dict, so that vmap maps over both
         # and each point is normalized with its own running statistics.
         tensors = self.layout.unflatten(points)
@@ -108,6 +125,14 @@ class StackedEvaluator:
             tensors.update(self.layout.unflatten_buffers(buffers))
         batched: Callable[..., torch.Tensor] = vmap(one_point, in_dims=(0, None))
         return batched(tensors, x)
+
+    def _stacked_forward(
+        self, submodule: str | None, target: nn.Module
+    ) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None:
+        """Return the batched-product forward of `target`, if it covers it."""
+        if submodule not in self._stacked:
+            self._stacked[submodule] = stacked_forward_fn(target)
+        return self._stacked[submodule]
 
     def _check_buffers(
         self, points: torch.Tensor, buffers: torch.Tensor | None

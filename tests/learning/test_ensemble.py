@@ -1,7 +1,8 @@
 """Vectorized ensemble training reproduces train_run, run by run.
 
-vmap batches the runs' matrix products and convolutions into one kernel,
-which may sum in another order than one run's own forward pass. Trajectories
+The vectorized pass batches the runs' matrix products and convolutions into
+one kernel (learning.stacked's batched products, or vmap for layers those do
+not cover), which may sum in another order than one run's own forward pass. Trajectories
 are therefore compared within a float tolerance, not bit for bit. Every
 checkpoint of every run must lie within ``ATOL`` of train_run's, as the max
 absolute difference over its entries.
@@ -103,9 +104,12 @@ def assert_matches_train_run(
     specs: list[RunSpec],
     device: torch.device,
     rtol: float = 0.0,
+    batched_products: bool = True,
 ) -> list[RunResult]:
     """Train `specs` both ways, compare them run by run and return train_run's."""
-    ensemble = train_ensemble(config, dataset, specs, device)
+    ensemble = train_ensemble(
+        config, dataset, specs, device, batched_products=batched_products
+    )
     references = [train_run(config, dataset, spec, device) for spec in specs]
     assert len(ensemble) == len(specs)
     for ours, reference in zip(ensemble, references, strict=True):
@@ -141,19 +145,24 @@ def test_ensemble_matches_train_run(
     ],
     ids=["sgd", "adam"],
 )
+@pytest.mark.parametrize("path", ["stacked", "vmap"])
 def test_cnn_ensemble_matches_train_run(
     small_config: ExperimentConfig,
     small_dataset: Dataset,
     cpu: torch.device,
     optimizer: OptimizerConfig,
+    path: str,
 ) -> None:
-    # Under vmap each convolution of the CNN becomes one grouped convolution
-    # over the runs, a different kernel from the one train_run calls.
+    # The CNN's convolutions are batched products over gathered windows on
+    # the stacked path, and one grouped convolution over the runs under vmap:
+    # both are other kernels than the one train_run calls.
     config = small_config.model_copy(
         update={"model": ModelConfig(kind="cnn", channels=4, hidden=16)}
     )
     specs = specs_for([optimizer] * 3, [0, 1, 2], [5, 6, 7])
-    references = assert_matches_train_run(config, small_dataset, specs, cpu)
+    references = assert_matches_train_run(
+        config, small_dataset, specs, cpu, batched_products=path == "stacked"
+    )
     assert all(run.status == "complete" for run in references)
 
 

@@ -1,0 +1,196 @@
+"""The batched-product forward pass equals functional_call, run by run.
+
+For every layer `learning.stacked` covers, the outputs and the gradients of R
+stacked networks must equal those of R separate `functional_call`s up to
+float rounding (``ATOL`` and ``RTOL``), and a module with a layer it does not cover must
+give None, so that callers fall back to vmap.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from learning.config import ModelConfig
+from learning.models import build_model
+from learning.stacked import stacked_forward_fn
+
+ATOL = 1e-5
+"""Absolute tolerance on outputs and gradients."""
+
+RTOL = 1e-5
+"""Relative tolerance: a bias gradient sums many terms and can exceed 10."""
+
+
+def separate_and_stacked(
+    modules: list[nn.Module], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Return outputs and parameter gradients, computed both ways.
+
+    The loss whose gradients are compared is a fixed random linear function
+    of the outputs, so that every output entry gets a different weight.
+    """
+    params, _ = stack_module_state(modules)
+    params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+    forward = stacked_forward_fn(modules[0])
+    assert forward is not None
+    ours = forward(params, x)
+    weights = torch.randn_like(ours)
+    ours_grads = torch.autograd.grad((ours * weights).sum(), list(params.values()))
+
+    reference = torch.stack(
+        [
+            functional_call(modules[0], {k: v[r] for k, v in params.items()}, (x[r],))
+            for r in range(len(modules))
+        ]
+    )
+    reference_grads = torch.autograd.grad(
+        (reference * weights).sum(), list(params.values())
+    )
+    return ours, reference, list(ours_grads), list(reference_grads)
+
+
+def assert_same(modules: list[nn.Module], x: torch.Tensor) -> None:
+    ours, reference, ours_grads, reference_grads = separate_and_stacked(modules, x)
+    assert ours.shape == reference.shape
+    torch.testing.assert_close(ours, reference, atol=ATOL, rtol=RTOL)
+    for a, b in zip(ours_grads, reference_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+    ("kind", "input_shape"),
+    [
+        ("mlp", (40,)),
+        ("cnn", (40,)),
+        ("cnn", (37,)),  # odd lengths pad before the halving convolutions
+        ("cnn2d", (1, 8, 8)),
+        ("cnn2d", (3, 7, 9)),
+        ("cnn2d", (100,)),  # a flat square image, unflattened by the model
+    ],
+)
+def test_library_models_match(kind: str, input_shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(kind=kind, hidden=16, channels=4, batch_norm=False)
+    modules: list[nn.Module] = [build_model(config, input_shape, 5) for _ in range(3)]
+    x = torch.randn(3, 6, *input_shape)
+    assert_same(modules, x)
+
+
+@settings(max_examples=25)
+@given(
+    dims=st.sampled_from([1, 2]),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    size=st.integers(5, 11),
+    channels=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_convolutions_match(
+    dims: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    size: int,
+    channels: tuple[int, int],
+    bias: bool,
+    seed: int,
+) -> None:
+    torch.manual_seed(seed)
+    conv = nn.Conv1d if dims == 1 else nn.Conv2d
+    c_in, c_out = channels
+    modules: list[nn.Module] = [
+        nn.Sequential(
+            conv(c_in, c_out, kernel, stride=stride, padding=padding, bias=bias),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        for _ in range(2)
+    ]
+    x = torch.randn(2, 3, c_in, *([size] * dims))
+    assert_same(modules, x)
+
+
+def test_halving_convolution_with_channels_first_input() -> None:
+    """A kernel-3, stride-2 convolution right after Unflatten (not channels-last)."""
+    torch.manual_seed(1)
+    modules: list[nn.Module] = [
+        nn.Sequential(
+            nn.Unflatten(1, (2, 9)),
+            nn.Conv1d(2, 3, 3, stride=2, padding=1),
+            nn.Flatten(),
+            nn.Linear(15, 4),
+        )
+        for _ in range(4)
+    ]
+    assert_same(modules, torch.randn(4, 5, 18))
+
+
+def test_linear_without_bias_and_identity() -> None:
+    torch.manual_seed(2)
+    modules: list[nn.Module] = [
+        nn.Sequential(nn.Linear(6, 5, bias=False), nn.Identity(), nn.ReLU())
+        for _ in range(2)
+    ]
+    assert_same(modules, torch.randn(2, 4, 6))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Sequential(nn.Linear(4, 4), nn.Tanh()),
+        nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)),
+        nn.Sequential(nn.Conv1d(2, 2, 3, groups=2)),
+        nn.Sequential(nn.Conv1d(2, 2, 3, dilation=2)),
+        nn.Sequential(nn.Conv1d(2, 2, 3, padding="same")),
+        nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="circular")),
+        nn.Sequential(nn.Flatten(start_dim=2)),
+        nn.Sequential(nn.Dropout(0.1)),
+    ],
+)
+def test_uncovered_layers_give_none(module: nn.Module) -> None:
+    assert stacked_forward_fn(module) is None
+
+
+@pytest.mark.parametrize("kind", ["resnet18", "resnet18_nobn"])
+def test_resnets_are_not_covered(kind: str) -> None:
+    model = build_model(ModelConfig(kind=kind, width=2), (3, 8, 8), 4)
+    assert stacked_forward_fn(model) is None
+
+
+def test_mlp_with_batch_norm_is_not_covered() -> None:
+    model = build_model(ModelConfig(kind="mlp", batch_norm=True), (10,), 3)
+    assert stacked_forward_fn(model) is None
+
+
+def test_unflatten_refuses_wrong_input_size() -> None:
+    module = nn.Sequential(nn.Unflatten(1, (2, 5)), nn.Flatten())
+    forward = stacked_forward_fn(module)
+    assert forward is not None
+    with pytest.raises(ValueError, match=r"Unflatten to \(2, 5\)"):
+        forward({}, torch.randn(2, 3, 11))
+
+
+def test_a_broken_layer_is_caught() -> None:
+    """The comparison itself must be able to fail: a wrong weight layout is seen."""
+    torch.manual_seed(3)
+    modules: list[nn.Module] = [nn.Sequential(nn.Linear(5, 4)) for _ in range(2)]
+    params, _ = stack_module_state(modules)
+    forward = stacked_forward_fn(modules[0])
+    assert forward is not None
+    x = torch.randn(2, 3, 5)
+    wrong = dict(params)
+    wrong["0.weight"] = params["0.weight"].flip(1)  # columns in the wrong order
+    reference = torch.stack(
+        [
+            functional_call(modules[0], {k: v[r] for k, v in params.items()}, (x[r],))
+            for r in range(2)
+        ]
+    )
+    assert not torch.allclose(forward(wrong, x), reference, atol=ATOL)
