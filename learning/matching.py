@@ -27,7 +27,8 @@ it starts from a layer-by-layer matching when that is closer to a. For a
 permuted copy that start is already the inverse permutation, at distance 0.
 
 `match_and_barrier` reports the straight-line loss barrier of
-`learning.homotopy.loss_barriers` between a and b before and after matching.
+`learning.homotopy.loss_barriers` between a and b before and after matching,
+and rejects a spec whose permutations changed b's outputs.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.func import functional_call
+from torch.nn.modules import module as module_globals
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils import parametrize
 
 from learning.evaluate import StackedEvaluator
 from learning.homotopy import BarrierMatrix, BatchNormStatistics, loss_barriers
@@ -97,10 +100,12 @@ class PermutationSpec:
 
     Raises
     ------
+    TypeError
+        If `layout` is not a module or layout, or `axes` is not a mapping.
     PermutationSpecError
         If a tensor name is not in the layout, an axis does not exist or
-        has a size other than ``units * block``, an axis is given twice, or
-        a permutation has no axes.
+        has a size other than ``units * block``, an axis is given twice, a
+        permutation has no axes, or its axes are not a list of pairs.
 
     Examples
     --------
@@ -118,13 +123,25 @@ class PermutationSpec:
     ) -> None:
         if isinstance(layout, nn.Module):
             layout = ParamLayout.of(layout)
+        if not isinstance(layout, ParamLayout):
+            raise TypeError(
+                f"layout must be an nn.Module or a ParamLayout; got"
+                f" {type(layout).__name__} {_short(layout)}. Pass the model itself or"
+                " ParamLayout.of(model)"
+            )
+        if not isinstance(axes, Mapping):
+            raise TypeError(
+                f"axes must be a mapping from permutation name to a list of (tensor,"
+                f" axis) pairs; got {type(axes).__name__} {_short(axes)}. Pass for"
+                " example {'hidden': [('0.weight', 0), ('2.weight', 1)]}"
+            )
         self.layout = layout
         shapes = dict(zip(layout.names, layout.shapes))
         shapes.update(zip(layout.buffer_names, layout.buffer_shapes))
         self._shapes = shapes
 
         normalized = {
-            name: tuple(_as_axis(name, item) for item in items)
+            name: tuple(_as_axis(name, item) for item in _axis_items(name, items))
             for name, items in axes.items()
         }
         self.axes: dict[str, tuple[PermutedAxis, ...]] = normalized
@@ -183,6 +200,11 @@ class PermutationSpec:
                     f" entries each; {hint}"
                 )
             claimed = self._by_tensor.setdefault(item.tensor, {})
+            if item.axis in claimed and claimed[item.axis][0] == name:
+                raise PermutationSpecError(
+                    f"permutation {name!r} lists axis {item.axis} of {item.tensor!r}"
+                    " twice; remove one entry"
+                )
             if item.axis in claimed:
                 other = claimed[item.axis][0]
                 raise PermutationSpecError(
@@ -219,11 +241,42 @@ class PermutationSpec:
         return shape[item.axis]
 
 
+def _short(value: object, limit: int = 80) -> str:
+    """Return ``repr(value)``, cut to about `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _axis_items(name: str, items: object) -> Iterable[object]:
+    """Return one permutation's axes, rejecting a lone name or pair given for a list."""
+    if isinstance(items, str):
+        raise PermutationSpecError(
+            f"permutation {name!r}: its axes are the string {items!r}, not a list of"
+            f" (tensor, axis) pairs; write for example [({items!r}, 0)]"
+        )
+    if isinstance(items, tuple) and items and isinstance(items[0], str):
+        raise PermutationSpecError(
+            f"permutation {name!r}: its axes are the single pair {items!r}, not a"
+            f" list of (tensor, axis) pairs; write [{items!r}]"
+        )
+    if not isinstance(items, Iterable):
+        raise PermutationSpecError(
+            f"permutation {name!r}: its axes are {type(items).__name__}"
+            f" {_short(items)}, not a list of (tensor, axis) pairs"
+        )
+    return items
+
+
 def _as_axis(name: str, item: object) -> PermutedAxis:
     if isinstance(item, PermutedAxis):
         return item
     if isinstance(item, tuple) and len(item) in (2, 3):
         return PermutedAxis(*item)
+    if isinstance(item, str):
+        raise PermutationSpecError(
+            f"permutation {name!r}: {item!r} is a tensor name without an axis; give"
+            f" a pair ({item!r}, axis), for example ({item!r}, 0)"
+        )
     raise PermutationSpecError(
         f"permutation {name!r}: {item!r} is not a PermutedAxis or a tuple"
         " (tensor, axis) or (tensor, axis, block)"
@@ -273,6 +326,46 @@ _CHANNEL_POOLS = (
     nn.AdaptiveMaxPool2d,
 )
 
+# Classes whose computation the derivation reads. A subclass is treated as
+# its nearest base class in this list only if it keeps that class's forward.
+_KNOWN_CLASSES: tuple[type[nn.Module], ...] = (
+    FeatureClassifier,
+    BasicBlock,
+    nn.Sequential,
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    *_ELEMENTWISE,
+    *_CHANNEL_POOLS,
+    nn.Flatten,
+    nn.Unflatten,
+)
+
+_UNKNOWN_MODULE = (
+    "is not a module the derivation knows (nn.Sequential, FeatureClassifier,"
+    " BasicBlock, Linear, convolution, BatchNorm, pooling, Flatten or an"
+    " elementwise activation)"
+)
+
+# Methods through which a module's call reaches its computation: a subclass
+# that overrides one of them may compute something other than its base class.
+_FORWARD_METHODS = (
+    "forward",
+    "__call__",
+    "_call_impl",
+    "_wrapped_call_impl",
+    "_conv_forward",
+    "__iter__",
+)
+
 
 @dataclass(frozen=True)
 class _State:
@@ -302,6 +395,7 @@ class _SpecBuilder:
             self.axes.setdefault(perm, []).append(PermutedAxis(tensor, axis, block))
 
     def walk(self, module: nn.Module, path: str, state: _State) -> _State:
+        _check_plain(module, path)
         if isinstance(module, FeatureClassifier):
             state = self.walk(module.features, _join(path, "features"), state)
             return self.walk(module.head, _join(path, "head"), state)
@@ -373,6 +467,8 @@ class _SpecBuilder:
         if state.perm is not None and state.kind != "channels":
             _unsupported(block, path, "comes after a Flatten")
         shortcut = self.walk(block.shortcut, _join(path, "shortcut"), state)
+        _check_plain(block.conv1, _join(path, "conv1"))
+        _check_plain(block.conv2, _join(path, "conv2"))
         inner = self.layer(block.conv1, _join(path, "conv1"), state)
         inner = self.walk(block.bn1, _join(path, "bn1"), inner)
         out = self.layer(block.conv2, _join(path, "conv2"), inner, shortcut)
@@ -401,13 +497,7 @@ class _SpecBuilder:
             return _State(state.perm, "flattened")
         if isinstance(module, nn.Unflatten) and state.perm is None:
             return state
-        _unsupported(
-            module,
-            path,
-            "is not a module the derivation knows (nn.Sequential, FeatureClassifier,"
-            " BasicBlock, Linear, convolution, BatchNorm, pooling, Flatten or an"
-            " elementwise activation)",
-        )
+        _unsupported(module, path, _UNKNOWN_MODULE)
 
     def size(self, perm: str) -> int:
         first = self.axes[perm][0]
@@ -416,6 +506,68 @@ class _SpecBuilder:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _check_plain(module: nn.Module, path: str) -> None:
+    """Reject a module whose call may compute more than its class describes.
+
+    Hooks and parametrizations run code around or inside the module's call,
+    and a subclass may override its base class's forward. The derivation
+    reads a module's computation from its class alone, so any of these could
+    make it derive a spec that changes the model's outputs.
+    """
+    if parametrize.is_parametrized(module):
+        _unsupported(
+            module,
+            path,
+            "is parametrized (torch.nn.utils.parametrize), so its weights are"
+            " computed from other tensors",
+        )
+    if module._forward_hooks or module._forward_pre_hooks:
+        _unsupported(
+            module,
+            path,
+            "has forward hooks or forward pre-hooks, which may change its inputs"
+            " or outputs (remove them before deriving the spec)",
+        )
+    known = next((cls for cls in type(module).__mro__ if cls in _KNOWN_CLASSES), None)
+    if known is None:
+        _unsupported(module, path, _UNKNOWN_MODULE)
+    if known is type(module):
+        return
+    for method in _FORWARD_METHODS:
+        if getattr(type(module), method, None) is not getattr(known, method, None):
+            base = _class_name(known)
+            _unsupported(
+                module,
+                path,
+                f"is a subclass of {base} that overrides {method}, so it may"
+                f" compute something other than {base} does",
+            )
+
+
+def _class_name(cls: type) -> str:
+    """Return a class's name as users import it, such as ``nn.Linear``."""
+    if cls.__module__.startswith("torch.nn."):
+        return f"nn.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_no_global_hooks() -> None:
+    """Reject deriving a spec while a global module hook is registered."""
+    registries = {
+        "register_module_forward_hook": module_globals._global_forward_hooks,
+        "register_module_forward_pre_hook": module_globals._global_forward_pre_hooks,
+    }
+    for register, hooks in registries.items():
+        if hooks:
+            raise PermutationSpecError(
+                f"cannot derive a permutation spec: {len(hooks)} global hook(s)"
+                f" registered with torch.nn.modules.module.{register} run on every"
+                " module call and may change its inputs or outputs; remove them"
+                " before deriving the spec, or write a PermutationSpec by hand and"
+                " test it with check_permutation_spec"
+            )
 
 
 def _unsupported(module: nn.Module, path: str, problem: str) -> NoReturn:
@@ -459,9 +611,18 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
     Raises
     ------
     PermutationSpecError
-        If the model contains a module the derivation does not handle. Write
-        a `PermutationSpec` by hand for such a model.
+        If the model contains a module the derivation does not handle: an
+        unknown class, a subclass of a known class that overrides its
+        forward, a module with forward hooks or pre-hooks, or a parametrized
+        module (`torch.nn.utils.parametrize`). Also raised while a global
+        forward hook or pre-hook is registered. Write a `PermutationSpec` by
+        hand for such a model.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be an nn.Module; got {type(model).__name__} {_short(model)}"
+        )
+    _check_no_global_hooks()
     builder = _SpecBuilder(model)
     final = builder.walk(model, "", _State(None, "features"))
     if final.perm is not None:
@@ -475,9 +636,21 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
 
 
 def random_permutation(
-    spec: PermutationSpec, generator: torch.Generator | None = None
+    spec: PermutationSpec, generator: torch.Generator | int | None = None
 ) -> Permutations:
-    """Draw one uniformly random permutation for every name of a spec (on the CPU)."""
+    """Draw one uniformly random permutation for every name of a spec (on the CPU).
+
+    `generator` is a CPU `torch.Generator`, an int seed for a new one, or
+    None for torch's global generator.
+    """
+    _check_spec_type(spec)
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        generator = torch.Generator().manual_seed(_checked_seed(generator))
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator, an int seed or None; got"
+            f" {type(generator).__name__} {_short(generator)}"
+        )
     return {
         name: torch.randperm(size, generator=generator)
         for name, size in spec.sizes.items()
@@ -536,10 +709,14 @@ def apply_permutation(
 
     Raises
     ------
+    TypeError
+        If `spec` is not a PermutationSpec, or `params` or a permutation
+        has the wrong type.
     PermutationSpecError
         If `perms` misses a name of the spec, has an unknown name, or
         contains something that is not a permutation of the right size.
     """
+    _check_spec_type(spec)
     _check_permutations(spec, perms)
     if isinstance(params, ParamPoint):
         tensors = _tensors_of(spec, params)
@@ -548,6 +725,11 @@ def apply_permutation(
             for name, tensor in tensors.items()
         }
         return _point_of(spec, permuted, params)
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a ParamPoint or a mapping from name to tensor (such as"
+            f" a state_dict()); got {type(params).__name__} {_short(params)}"
+        )
     for name, tensor in params.items():
         expected = spec.shape_of(name)
         if expected is not None and tuple(tensor.shape) != expected:
@@ -560,9 +742,32 @@ def apply_permutation(
     }
 
 
+def _check_spec_type(spec: object) -> None:
+    if not isinstance(spec, PermutationSpec):
+        raise TypeError(
+            f"spec must be a PermutationSpec; got {type(spec).__name__}"
+            f" {_short(spec)}. Derive one with permutation_spec(model) or write one"
+            " with PermutationSpec(model, axes)"
+        )
+
+
+def _checked_seed(seed: object) -> int:
+    """Return `seed` if it is a non-negative int, else raise."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int; got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed = {seed} is negative; use an int >= 0")
+    return seed
+
+
 def _check_permutations(
     spec: PermutationSpec, perms: Mapping[str, torch.Tensor]
 ) -> None:
+    if not isinstance(perms, Mapping):
+        raise TypeError(
+            f"permutations must be a mapping from name to tensor; got"
+            f" {type(perms).__name__} {_short(perms)}"
+        )
     missing = [name for name in spec.names if name not in perms]
     unknown = [name for name in perms if name not in spec.sizes]
     if missing or unknown:
@@ -572,6 +777,12 @@ def _check_permutations(
         )
     for name, perm in perms.items():
         size = spec.sizes[name]
+        if not isinstance(perm, torch.Tensor):
+            raise TypeError(
+                f"permutation {name!r} has type {type(perm).__name__}, not"
+                " torch.Tensor; pass an int64 tensor such as"
+                " torch.as_tensor(perm, dtype=torch.long)"
+            )
         valid = (
             perm.ndim == 1
             and perm.numel() == size
@@ -712,19 +923,21 @@ def check_permutation_spec(
 
     Raises
     ------
+    TypeError
+        If `model`, `spec`, `x` or `dtype` has the wrong type (`dtype` must
+        be a floating-point type).
     PermutationSpecError
         If the spec's layout is not the model's, or, with `raise_on_failure`,
         if a permutation changed the outputs.
     ValueError
-        If `trials` is below 1 or the outputs on `x` are not finite.
+        If `x` is empty or not finite, `trials` is below 1, `noise` or
+        `rtol` is negative or not finite, `seed` is negative, or the outputs
+        on `x` are not finite.
     """
-    if spec.layout != ParamLayout.of(model):
-        raise PermutationSpecError(
-            "the spec was built for another architecture: its layout differs from"
-            " ParamLayout.of(model); build the spec from this model"
-        )
-    if trials < 1:
-        raise ValueError(f"trials = {trials} must be at least 1")
+    _check_model_and_spec(model, spec)
+    _check_inputs(x, "x")
+    _check_check_options(trials, noise, rtol, dtype)
+    _checked_seed(seed)
     if rtol is None:
         rtol = math.sqrt(torch.finfo(dtype).eps)
 
@@ -774,10 +987,111 @@ def check_permutation_spec(
             f"the permutation spec changes the model's outputs: max logit change"
             f" {difference:.3g} > tolerance {tolerance:.3g}. The permutations that"
             f" change them on their own: {list(failing) or 'none (only in combination)'}."
-            " Check the axes of these permutations; tensors joined by a residual"
-            " (identity) shortcut must share one permutation"
+            f" Check the axes of these permutations{_failure_hints(model, spec)}"
         )
     return report
+
+
+def _check_model_and_spec(model: object, spec: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be an nn.Module; got {type(model).__name__} {_short(model)}"
+        )
+    _check_spec_type(spec)
+    assert isinstance(spec, PermutationSpec)
+    if spec.layout != ParamLayout.of(model):
+        raise PermutationSpecError(
+            "the spec was built for another architecture: its layout differs from"
+            " ParamLayout.of(model); build the spec from this model"
+        )
+
+
+def _check_inputs(x: object, label: str) -> None:
+    """Reject inputs that are not a non-empty batch of finite values."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{label} must be a tensor of inputs, shape (n, ...); got"
+            f" {type(x).__name__}"
+        )
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(
+            f"{label} of shape {tuple(x.shape)} contains no examples; pass a batch of"
+            " shape (n, ...) with n >= 1"
+        )
+    if x.is_floating_point() or x.is_complex():
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(
+                f"{label} contains NaN or inf in {bad} of its {x.numel()} entries;"
+                " remove or replace those examples"
+            )
+
+
+def _check_check_options(
+    trials: object, noise: object, rtol: object, dtype: object
+) -> None:
+    """Validate the numeric options of `check_permutation_spec`."""
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise ValueError(f"trials = {trials!r} must be an int of at least 1")
+    if not _is_finite_nonnegative(noise):
+        raise ValueError(
+            f"noise = {noise!r} must be a finite number >= 0: the standard deviation"
+            " of the noise added to the parameters, 0 to test the weights as given"
+        )
+    if rtol is not None and not _is_finite_nonnegative(rtol):
+        raise ValueError(
+            f"rtol = {rtol!r} must be a finite number >= 0 (the accepted change"
+            " relative to the largest logit), or None for the default"
+        )
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype = {dtype!r} must be a floating-point torch.dtype, such as"
+            " torch.float64 (the default) or torch.float32"
+        )
+
+
+def _is_finite_nonnegative(value: object) -> bool:
+    """Return whether `value` is an int or float from 0 up to, not including, inf."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    return 0 <= value < math.inf
+
+
+def _failure_hints(model: nn.Module, spec: PermutationSpec) -> str:
+    """Return hints on common causes of a failed check that apply to this model."""
+    hints = []
+    for path, module in model.named_modules():
+        if not isinstance(module, _BatchNorm):
+            continue
+        weight = spec.axes_of(_join(path, "weight")).get(0)
+        if weight is None:
+            continue
+        missing = [
+            statistic
+            for statistic in ("running_mean", "running_var")
+            if spec.shape_of(_join(path, statistic)) is not None
+            and spec.axes_of(_join(path, statistic)).get(0, (None,))[0] != weight[0]
+        ]
+        if missing:
+            pairs = ", ".join(f"({_join(path, name)!r}, 0)" for name in missing)
+            hints.append(
+                f"BatchNorm {path!r} has its weight permuted by {weight[0]!r} but not"
+                f" its {' and '.join(missing)}, so give {pairs} to {weight[0]!r}"
+            )
+    residual = any(
+        isinstance(module, BasicBlock) or name.rsplit(".", 1)[-1] in _SHORTCUT_NAMES
+        for name, module in model.named_modules()
+    )
+    if residual:
+        hints.append(
+            "tensors joined by a residual (identity) shortcut must share one"
+            " permutation"
+        )
+    return "".join(f"; {hint}" for hint in hints)
+
+
+# Submodule names that residual architectures commonly give their shortcuts.
+_SHORTCUT_NAMES = ("shortcut", "downsample", "skip", "residual")
 
 
 def _module_tensors(module: nn.Module, layout: ParamLayout) -> dict[str, torch.Tensor]:
@@ -909,12 +1223,18 @@ def weight_matching(
 
     Raises
     ------
+    TypeError
+        If `spec` is not a PermutationSpec or a or b is not a ParamPoint.
     ValueError
         If a and b do not fit the spec's layout, only one of them has
-        buffers, or `include_buffers` is set and they have none.
+        buffers, they have none but the spec permutes buffers or
+        `include_buffers` is set, a matched tensor contains NaN or inf, or
+        `seed` is negative.
     """
+    _check_spec_type(spec)
     if max_iter < 1:
         raise ValueError(f"max_iter = {max_iter} must be at least 1")
+    _checked_seed(seed)
     _check_pair(spec, a, b, include_buffers)
     tensors_a = _tensors_of(spec, a)
     tensors_b = _tensors_of(spec, b)
@@ -958,6 +1278,12 @@ def _check_pair(
     spec: PermutationSpec, a: ParamPoint, b: ParamPoint, include_buffers: bool
 ) -> None:
     for label, point in (("a", a), ("b", b)):
+        if not isinstance(point, ParamPoint):
+            raise TypeError(
+                f"{label} must be a ParamPoint; got {type(point).__name__}. Wrap a"
+                " flat parameter vector as ParamPoint(vector, buffers), with"
+                " ParamLayout.of(model).flatten(model) and .flatten_buffers(model)"
+            )
         if point.vector.shape != (spec.layout.size,):
             raise ValueError(
                 f"{label} has a vector of shape {tuple(point.vector.shape)}, but the"
@@ -968,8 +1294,47 @@ def _check_pair(
         raise ValueError(
             "only one of a and b has buffers; give both their buffers or neither"
         )
-    if include_buffers and a.buffers is None:
-        raise ValueError("include_buffers=True, but a and b have no buffers")
+    if include_buffers and not spec.layout.buffer_size:
+        raise ValueError(
+            "include_buffers=True, but the model has no floating-point buffers;"
+            " leave include_buffers False"
+        )
+    permuted_buffers = [name for name in spec.layout.buffer_names if spec.axes_of(name)]
+    if a.buffers is None and (include_buffers or permuted_buffers):
+        moved = " that the permutations move" if permuted_buffers else ""
+        raise ValueError(
+            f"a and b have no buffers, but the model has"
+            f" {_describe_buffers(spec.layout)}{moved}. {_BUFFERS_FIX}"
+        )
+    for label, point in (("a", a), ("b", b)):
+        _check_finite(label, "parameters", point.vector)
+        if include_buffers and point.buffers is not None:
+            _check_finite(label, "buffers", point.buffers)
+
+
+_BUFFERS_FIX = (
+    "Give each network as ParamPoint(vector, buffers), with buffers ="
+    " ParamLayout.of(model).flatten_buffers(model) taken from that network"
+)
+
+
+def _describe_buffers(layout: ParamLayout) -> str:
+    names = layout.buffer_names
+    return (
+        f"{len(names)} floating-point buffers such as {names[0]!r} (BatchNorm"
+        " running statistics)"
+    )
+
+
+def _check_finite(label: str, part: str, values: torch.Tensor) -> None:
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise ValueError(
+            f"{label} contains NaN or inf in {bad} of its {values.numel()} {part},"
+            " so it cannot be matched: the inner products of its units are"
+            " undefined. A diverged training run gives such a network; use an"
+            " earlier checkpoint or leave the network out"
+        )
 
 
 def _similarity(
@@ -1122,6 +1487,11 @@ class MatchedBarrier:
     after: BarrierMatrix
 
 
+# The number of inputs on which match_and_barrier checks that matching kept
+# b's function: enough to expose a wrong spec, cheap next to the barriers.
+_CHECKED_INPUTS = 64
+
+
 def match_and_barrier(
     model: nn.Module,
     a: ParamPoint,
@@ -1132,7 +1502,7 @@ def match_and_barrier(
     spec: PermutationSpec | None = None,
     n_alpha: int = 21,
     bn_statistics: BatchNormStatistics = "recompute",
-    endpoint_statistics: Literal["stored", "recompute"] = "stored",
+    endpoint_statistics: Literal["stored", "recompute"] = "recompute",
     bn_batches: int | None = None,
     max_iter: int = 100,
     seed: int = 0,
@@ -1144,30 +1514,41 @@ def match_and_barrier(
     excess of the training loss (cross-entropy, nats) on the straight line
     over the chord between its ends, on `n_alpha` evenly spaced points.
 
+    Matching must leave b's function unchanged. After it, the logits of b
+    and of the matched b on the first 64 inputs of `x` (eval
+    mode, each network with its own buffers) are compared, and a spec that
+    changes them is rejected.
+
     Parameters
     ----------
     model : nn.Module
         The architecture of a and b.
     a, b : ParamPoint
-        The two networks, with their buffers when the model has BatchNorm.
+        The two networks, with their buffers when the model has BatchNorm:
+        ``ParamPoint(vector, buffers)`` with ``buffers`` from
+        ``ParamLayout.flatten_buffers``.
     x, y : Tensor
-        Training inputs and labels for the loss and the BatchNorm statistics.
+        Training inputs (n, ...) and integer class labels (n,) for the loss
+        and the BatchNorm statistics.
     spec : PermutationSpec, optional
         By default `permutation_spec(model)`.
     n_alpha : int
-        Points per line, both ends included.
+        Points per line, both ends included; at least 3.
     bn_statistics : {"recompute", "interpolate"}
         How interior points of a line get BatchNorm statistics; see
         `loss_barriers`.
-    endpoint_statistics : {"stored", "recompute"}
-        With ``"stored"`` the ends keep their stored statistics, as in
-        `loss_barriers`. With ``"recompute"`` the ends get statistics
-        recomputed on `x` as well, so that every point of the line is
-        normalized the same way. Stored statistics that differ from
-        recomputed ones (a moving average over training, or arbitrary
-        values) then cannot make the line's ends jump, and a matched copy
-        of a network has a barrier of 0 up to float rounding. Unused
-        without buffers.
+    endpoint_statistics : {"recompute", "stored"}
+        With ``"recompute"`` (the default) the ends get BatchNorm statistics
+        recomputed on `x`, like every interior point of the line, so that
+        all points are normalized the same way. Stored statistics (a moving
+        average over training, or arbitrary values) differ from recomputed
+        ones, so with ``"stored"`` the line's ends can jump against its
+        interior, and a network and its own matched copy can get a barrier
+        above 0. With ``"recompute"`` that barrier is 0 up to float
+        rounding. ``"stored"``
+        keeps the stored statistics at the ends, which is the convention of
+        `loss_barriers` and of the main job's barriers. Unused without
+        buffers.
     bn_batches : int, optional
         Mini-batches for the recomputation; see `loss_barriers`.
     max_iter, seed : int
@@ -1178,21 +1559,54 @@ def match_and_barrier(
     Returns
     -------
     MatchedBarrier
+
+    Raises
+    ------
+    TypeError
+        If `spec` is not a PermutationSpec, or a, b, x or y have the wrong
+        type.
+    ValueError
+        If `x` is empty or not finite, `y` is not one integer label in
+        ``0..classes-1`` per input, `n_alpha` is below 3, the model has
+        buffers that a or b lacks, or an option has an unknown value. Also
+        raised by `weight_matching`.
+    PermutationSpecError
+        If the spec does not fit the model, or the matched b computes
+        another function than b.
     """
     if endpoint_statistics not in ("stored", "recompute"):
         raise ValueError(
             f"endpoint_statistics = {endpoint_statistics!r} is not supported; use"
-            " 'stored' or 'recompute'"
+            " 'recompute' or 'stored'"
         )
+    if not isinstance(n_alpha, int) or isinstance(n_alpha, bool) or n_alpha < 3:
+        raise ValueError(
+            f"n_alpha = {n_alpha!r} must be an int of at least 3: the two ends of"
+            " the line and at least one point between them"
+        )
+    _checked_seed(seed)
     if spec is None:
         spec = permutation_spec(model)
+    elif not isinstance(spec, PermutationSpec):
+        raise TypeError(
+            f"spec must be a PermutationSpec or None; got {type(spec).__name__}"
+            f" {_short(spec)}. Leave it out to derive one with permutation_spec(model)"
+        )
+    _check_model_and_spec(model, spec)
+    _check_barrier_points(spec.layout, a, b)
+    _check_inputs(x, "x")
+    _check_labels(x, y)
     if device is None:
         device = a.vector.device
     evaluator = StackedEvaluator(model, device)
     if bn_batches is None:
         bn_batches = max(1, math.ceil(x.shape[0] / evaluator.example_chunk))
 
+    probe = x[:_CHECKED_INPUTS]
+    reference = _logits_at(evaluator, b, probe)
+    _check_label_range(y, reference.shape[-1])
     matching = weight_matching(spec, a, b, max_iter=max_iter, seed=seed)
+    _check_same_function(reference, _logits_at(evaluator, matching.matched, probe))
 
     def barrier(first: ParamPoint, second: ParamPoint) -> BarrierMatrix:
         points = torch.stack([first.vector.cpu(), second.vector.cpu()])
@@ -1227,3 +1641,75 @@ def match_and_barrier(
         result.barrier_after,
     )
     return result
+
+
+def _check_barrier_points(layout: ParamLayout, a: object, b: object) -> None:
+    for label, point in (("a", a), ("b", b)):
+        if not isinstance(point, ParamPoint):
+            raise TypeError(
+                f"{label} must be a ParamPoint; got {type(point).__name__}. Wrap a"
+                " flat parameter vector as ParamPoint(vector, buffers)"
+            )
+        if layout.buffer_size and point.buffers is None:
+            raise ValueError(
+                f"{label} has no buffers, but the model has"
+                f" {_describe_buffers(layout)}, which the loss depends on."
+                f" {_BUFFERS_FIX}"
+            )
+
+
+def _check_labels(x: torch.Tensor, y: object) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"y must be a tensor of integer class labels; got {type(y).__name__}"
+        )
+    if y.shape != (x.shape[0],):
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, but x has {x.shape[0]} examples; pass"
+            " one class label per example, shape (n,)"
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(
+            f"y has dtype {y.dtype}, but class labels are integers; pass"
+            " y.long() if its values are whole numbers"
+        )
+
+
+def _check_label_range(y: torch.Tensor, classes: int) -> None:
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        raise ValueError(
+            f"y contains labels from {low} to {high}, but the model has {classes}"
+            f" outputs; labels must be from 0 to {classes - 1}"
+        )
+
+
+def _logits_at(
+    evaluator: StackedEvaluator, point: ParamPoint, x: torch.Tensor
+) -> torch.Tensor:
+    """Return a network's outputs on x, in eval mode with its own buffers."""
+    buffers = None if point.buffers is None else point.buffers.cpu()[None]
+    return evaluator.outputs(point.vector.cpu()[None], x, buffers=buffers)[0]
+
+
+def _check_same_function(reference: torch.Tensor, matched: torch.Tensor) -> None:
+    """Raise unless the matched network's logits equal b's up to float rounding.
+
+    The tolerance is the square root of the machine epsilon of the logits'
+    dtype (3.5e-4 for float32) times the largest finite absolute logit, or
+    times 1 when that is smaller. Equal infinities count as no change.
+    """
+    same = (reference == matched) | (reference.isnan() & matched.isnan())
+    change = torch.where(same, 0.0, (matched - reference).abs()).nan_to_num(math.inf)
+    difference = float(change.max()) if change.numel() else 0.0
+    finite = reference[torch.isfinite(reference)]
+    scale = max(1.0, float(finite.abs().max())) if finite.numel() else 1.0
+    tolerance = math.sqrt(torch.finfo(reference.dtype).eps) * scale
+    if difference > tolerance:
+        raise PermutationSpecError(
+            f"matching changed b's function: its logits on the first"
+            f" {reference.shape[0]} inputs of x changed by up to {difference:.3g}"
+            f" (tolerance {tolerance:.3g}), so the permutation spec does not"
+            " describe symmetries of this model. Check the spec with"
+            " check_permutation_spec(model, spec, x)"
+        )

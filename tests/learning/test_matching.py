@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn.utils import parametrize
 
 from learning.config import ModelConfig
 from learning.evaluate import recompute_batchnorm_statistics
@@ -163,10 +165,8 @@ def test_matched_permuted_copy_has_zero_barrier(
     y = torch.randint(0, 3, (64,), generator=torch.Generator().manual_seed(5))
 
     # The random running statistics are not those of x, so the ends get
-    # recomputed statistics like every interior point of the line.
-    result = match_and_barrier(
-        model, b, permuted, x, y, spec=spec, n_alpha=5, endpoint_statistics="recompute"
-    )
+    # recomputed statistics (the default) like every interior point of the line.
+    result = match_and_barrier(model, b, permuted, x, y, spec=spec, n_alpha=5)
 
     assert abs(result.barrier_after) < 1e-5
     assert result.matching.distance_after == 0.0
@@ -613,3 +613,379 @@ def test_state_dict_of_other_model_raises() -> None:
     other = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
     with pytest.raises(PermutationSpecError, match=r"'0\.weight' has shape \(6, 4\)"):
         apply_permutation(spec, other.state_dict(), identity_permutation(spec))
+
+
+# Derivation of modules whose call the class does not describe -----------------
+
+
+class _ResidualSequential(nn.Sequential):
+    """An nn.Sequential with a skip connection: forward returns layers(x) + x."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = super().forward(x) + x  # type: ignore[no-untyped-call]
+        return out
+
+
+class _FlippedLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flip(-1))
+
+
+class _DoubledClassifier(FeatureClassifier):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+class _BuiltSequential(nn.Sequential):
+    """A subclass that only builds its layers and keeps nn.Sequential's forward."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def _residual_model(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(4, 4),
+        _ResidualSequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4)),
+        nn.Linear(4, 2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (
+            _residual_model(0),
+            r"'1' \(_ResidualSequential\) is a subclass of nn\.Sequential",
+        ),
+        (
+            nn.Sequential(nn.Linear(4, 8), nn.ReLU(), _FlippedLinear(8, 2)),
+            r"'2' \(_FlippedLinear\) is a subclass of nn\.Linear",
+        ),
+        (
+            _DoubledClassifier(
+                nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 2)
+            ),
+            r"the model \(_DoubledClassifier\).*FeatureClassifier",
+        ),
+    ],
+    ids=["sequential", "linear", "feature-classifier"],
+)
+def test_derivation_rejects_overridden_forward(model: nn.Module, match: str) -> None:
+    with pytest.raises(PermutationSpecError, match=match + ".*overrides forward"):
+        permutation_spec(model)
+
+
+def test_derivation_accepts_subclass_keeping_forward() -> None:
+    model = _BuiltSequential()
+    spec = permutation_spec(model)
+    assert spec.sizes == {"0": 8}
+    check_permutation_spec(model, spec, torch.randn(8, 4))
+
+
+def test_derivation_rejects_forward_hooks() -> None:
+    hooked = _perceptron()
+    hooked[1].register_forward_hook(lambda module, args, out: out * torch.arange(8))
+    with pytest.raises(PermutationSpecError, match=r"'1' \(ReLU\) has forward hooks"):
+        permutation_spec(hooked)
+
+    pre_hooked = _perceptron()
+    pre_hooked[0].register_forward_pre_hook(lambda module, args: (args[0].flip(-1),))
+    with pytest.raises(PermutationSpecError, match=r"'0' \(Linear\) has forward hooks"):
+        permutation_spec(pre_hooked)
+
+
+def test_derivation_rejects_global_hooks() -> None:
+    register = torch.nn.modules.module.register_module_forward_hook
+    handle = register(lambda module, args, out: out)
+    try:
+        with pytest.raises(
+            PermutationSpecError, match="register_module_forward_hook.*by hand"
+        ):
+            permutation_spec(_perceptron())
+    finally:
+        handle.remove()
+    permutation_spec(_perceptron())
+
+
+class _UpperTriangular(nn.Module):
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.triu()
+
+
+def test_derivation_rejects_parametrized_module() -> None:
+    model = _perceptron()
+    parametrize.register_parametrization(model[2], "weight", _UpperTriangular())
+    with pytest.raises(PermutationSpecError, match=r"'2' .*is parametrized"):
+        permutation_spec(model)
+
+
+# match_and_barrier checks its inputs and its result ----------------------------
+
+
+def test_barrier_rejects_spec_changing_function() -> None:
+    # The spec that ignores the skip connection of _ResidualSequential: it
+    # permutes the stream before and after the skip separately.
+    model = _residual_model(0)
+    wrong = PermutationSpec(
+        model,
+        {
+            "0": [("0.weight", 0), ("0.bias", 0), ("1.0.weight", 1)],
+            "1.0": [("1.0.weight", 0), ("1.0.bias", 0), ("1.2.weight", 1)],
+            "1.2": [("1.2.weight", 0), ("1.2.bias", 0), ("2.weight", 1)],
+        },
+    )
+    a, b = _point(model), _point(_residual_model(1))
+    x = torch.randn(80, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 2, (80,), generator=torch.Generator().manual_seed(1))
+
+    with pytest.raises(
+        PermutationSpecError,
+        match="matching changed b's function.*first 64 inputs.*check_permutation_spec",
+    ):
+        match_and_barrier(model, a, b, x, y, spec=wrong, n_alpha=3)
+
+
+def test_barrier_default_recomputes_endpoint_statistics() -> None:
+    # The labels are the network's own predictions with its stored (random)
+    # statistics, which the interior points, with recomputed statistics, fit
+    # worse. So only ends with stored statistics give a barrier above 0.
+    model = _model("cnn2d", True, (1, 8, 8), seed=5)
+    x = _inputs((1, 8, 8), n=64)
+    point = _point(model)
+    logits = _logits(model, point, x)
+    y = logits.argmax(dim=1)
+
+    default = match_and_barrier(model, point, point, x, y, n_alpha=5)
+    stored = match_and_barrier(
+        model, point, point, x, y, n_alpha=5, endpoint_statistics="stored"
+    )
+
+    assert abs(default.barrier_after) < 1e-5
+    assert abs(default.barrier_before) < 1e-5
+    assert stored.barrier_after > 0.01
+    stored_loss = nn.functional.cross_entropy(logits, y).item()
+    assert math.isclose(stored.after.endpoint_losses[0], stored_loss, rel_tol=1e-5)
+
+
+def _bad_data(
+    x: torch.Tensor, y: torch.Tensor
+) -> list[tuple[object, object, type[Exception], str]]:
+    nan_x, inf_x = x.clone(), x.clone()
+    nan_x[3, 0] = math.nan
+    inf_x[0, 1] = math.inf
+    return [
+        (x[:0], y[:0], ValueError, r"x of shape \(0, 4\) contains no examples"),
+        (nan_x, y, ValueError, "x contains NaN or inf in 1 of its 64 entries"),
+        (inf_x, y, ValueError, "x contains NaN or inf in 1 of its"),
+        (x, y[:8], ValueError, r"y has shape \(8,\), but x has 16 examples"),
+        (x, y.float(), ValueError, "y has dtype torch.float32.*y.long"),
+        (x, y + 2, ValueError, "labels from 2 to 3, but the model has 2 outputs"),
+        (x, y - 1, ValueError, "labels from -1 to 0.*from 0 to 1"),
+        (x.numpy(), y, TypeError, "x must be a tensor"),
+        (x, y.tolist(), TypeError, "y must be a tensor"),
+    ]
+
+
+def test_barrier_rejects_invalid_data() -> None:
+    model = _perceptron()
+    point = _point(model)
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(16) % 2
+
+    for bad_x, bad_y, error, match in _bad_data(x, y):
+        with pytest.raises(error, match=match):
+            match_and_barrier(model, point, point, bad_x, bad_y, n_alpha=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n_alpha", [0, 1, 2])
+def test_barrier_rejects_short_line(n_alpha: int) -> None:
+    model = _perceptron()
+    point = _point(model)
+    x, y = torch.randn(4, 4), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(
+        ValueError, match=f"n_alpha = {n_alpha} must be an int of at least 3"
+    ):
+        match_and_barrier(model, point, point, x, y, n_alpha=n_alpha)
+
+
+def test_barrier_names_point_buffers_fix() -> None:
+    model = _model("mlp", True, (6,))
+    without = ParamPoint(_point(model).vector)
+    x, y = _inputs((6,), n=8), torch.zeros(8, dtype=torch.long)
+    fix = r"ParamPoint\(vector, buffers\), with buffers = ParamLayout.of\(model\)"
+
+    with pytest.raises(
+        ValueError, match="a has no buffers.*running statistics.*" + fix
+    ):
+        match_and_barrier(model, without, without, x, y, n_alpha=3)
+    with pytest.raises(ValueError, match="a and b have no buffers.*move.*" + fix):
+        weight_matching(permutation_spec(model), without, without)
+
+
+def test_barrier_rejects_non_spec() -> None:
+    model = _perceptron()
+    point = _point(model)
+    x, y = torch.randn(4, 4), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(
+        TypeError, match="spec must be a PermutationSpec or None; got dict"
+    ):
+        match_and_barrier(model, point, point, x, y, spec={})  # type: ignore[arg-type]
+
+
+# Invalid arguments elsewhere ----------------------------------------------------
+
+
+def test_matching_rejects_non_finite_weights() -> None:
+    model = _perceptron()
+    spec = permutation_spec(model)
+    point = _point(model)
+    diverged = ParamPoint(point.vector.clone())
+    diverged.vector[5] = math.nan
+    exploded = ParamPoint(point.vector.clone())
+    exploded.vector[:2] = math.inf
+
+    with pytest.raises(
+        ValueError, match="b contains NaN or inf in 1 of its 58.*diverged"
+    ):
+        weight_matching(spec, point, diverged)
+    with pytest.raises(ValueError, match="a contains NaN or inf in 2 of its 58"):
+        weight_matching(spec, exploded, point)
+
+
+def test_matching_rejects_wrong_types() -> None:
+    model = _perceptron()
+    spec = permutation_spec(model)
+    point = _point(model)
+    with pytest.raises(TypeError, match="a must be a ParamPoint; got Tensor"):
+        weight_matching(spec, point.vector, point)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="spec must be a PermutationSpec; got dict"):
+        weight_matching({}, point, point)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seed = -1 is negative"):
+        weight_matching(spec, point, point, seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"rtol": -1.0}, ValueError, "rtol = -1.0 must be a finite number >= 0"),
+        ({"rtol": math.nan}, ValueError, "rtol = nan must be"),
+        ({"rtol": math.inf}, ValueError, "rtol = inf must be"),
+        ({"noise": -1}, ValueError, "noise = -1 must be a finite number >= 0"),
+        ({"noise": math.nan}, ValueError, "noise = nan must be"),
+        ({"dtype": torch.int64}, TypeError, "dtype = torch.int64 must be a floating"),
+        ({"trials": 0}, ValueError, "trials = 0 must be an int of at least 1"),
+        ({"trials": 1.5}, ValueError, "trials = 1.5 must be an int"),
+        ({"seed": -1}, ValueError, "seed = -1 is negative"),
+    ],
+    ids=[
+        "rtol-negative",
+        "rtol-nan",
+        "rtol-inf",
+        "noise-negative",
+        "noise-nan",
+        "dtype-int",
+        "trials-zero",
+        "trials-float",
+        "seed-negative",
+    ],
+)
+def test_check_rejects_invalid_options(
+    options: dict[str, object], error: type[Exception], match: str
+) -> None:
+    model = _perceptron()
+    spec = permutation_spec(model)
+    with pytest.raises(error, match=match):
+        check_permutation_spec(model, spec, torch.randn(4, 4), **options)  # type: ignore[arg-type]
+
+
+def test_check_rejects_empty_inputs() -> None:
+    model = _perceptron()
+    spec = permutation_spec(model)
+    with pytest.raises(ValueError, match=r"x of shape \(0, 4\) contains no examples"):
+        check_permutation_spec(model, spec, torch.randn(0, 4))
+
+
+def test_apply_rejects_non_tensor_permutations() -> None:
+    spec = permutation_spec(_perceptron())
+    point = _point(_perceptron())
+    with pytest.raises(
+        TypeError, match="permutation '0' has type list, not torch.Tensor"
+    ):
+        apply_permutation(spec, point, {"0": list(range(8))})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="permutation '0' has type ndarray"):
+        apply_permutation(spec, point, {"0": np.arange(8)})  # type: ignore[dict-item]
+
+
+def test_random_permutation_takes_int_seed() -> None:
+    spec = permutation_spec(_perceptron())
+    from_seed = random_permutation(spec, 3)
+    from_generator = random_permutation(spec, torch.Generator().manual_seed(3))
+    assert torch.equal(from_seed["0"], from_generator["0"])
+    with pytest.raises(TypeError, match="generator must be a torch.Generator, an int"):
+        random_permutation(spec, "3")  # type: ignore[arg-type]
+
+
+def test_hand_spec_rejects_wrong_types() -> None:
+    with pytest.raises(
+        TypeError, match="layout must be an nn.Module or a ParamLayout; got str"
+    ):
+        PermutationSpec("seq", {"hidden": [("0.weight", 0)]})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="axes must be a mapping.*got list"):
+        PermutationSpec(_perceptron(), [("0.weight", 0)])  # type: ignore[arg-type]
+
+
+def test_hand_spec_axis_listed_twice_raises() -> None:
+    with pytest.raises(
+        PermutationSpecError, match="permutation 'h' lists axis 0 of '0.weight' twice"
+    ):
+        PermutationSpec(_perceptron(), {"h": [("0.weight", 0), ("0.weight", 0)]})
+
+
+def test_hand_spec_detects_names_without_axes() -> None:
+    model = _perceptron()
+    with pytest.raises(PermutationSpecError, match="axes are the string '0.weight'"):
+        PermutationSpec(model, {"h": "0.weight"})  # type: ignore[dict-item]
+    with pytest.raises(
+        PermutationSpecError, match="'0.weight' is a tensor name without"
+    ):
+        PermutationSpec(model, {"h": ["0.weight"]})  # type: ignore[list-item]
+    with pytest.raises(PermutationSpecError, match="single pair .*write \\[\\("):
+        PermutationSpec(model, {"h": ("0.weight", 0)})  # type: ignore[dict-item]
+
+
+def test_check_hints_match_the_model() -> None:
+    norm = nn.BatchNorm1d(8)
+    assert norm.running_mean is not None
+    with torch.no_grad():
+        norm.running_mean.copy_(torch.linspace(-1, 1, 8))
+    model = nn.Sequential(nn.Linear(4, 8), norm, nn.ReLU(), nn.Linear(8, 2))
+    # the spec omits the BatchNorm's running statistics
+    spec = PermutationSpec(
+        model.eval(),
+        {
+            "h": [
+                ("0.weight", 0),
+                ("0.bias", 0),
+                ("1.weight", 0),
+                ("1.bias", 0),
+                ("3.weight", 1),
+            ]
+        },
+    )
+
+    with pytest.raises(PermutationSpecError) as caught:
+        check_permutation_spec(model, spec, torch.randn(8, 4))
+
+    message = str(caught.value)
+    assert "not its running_mean and running_var" in message
+    assert "('1.running_mean', 0), ('1.running_var', 0) to 'h'" in message
+    assert "residual" not in message
+
+
+def test_matching_include_buffers_needs_buffers() -> None:
+    model = _perceptron()
+    point = _point(model)
+    with pytest.raises(ValueError, match="the model has no floating-point buffers"):
+        weight_matching(permutation_spec(model), point, point, include_buffers=True)
