@@ -29,7 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from learning.config import ConfigError
 from learning.param import ParamLayout, ParamPoint
-from learning.stacked import stacked_forward_fn
+from learning.stacked import global_hooks_registered, stacked_forward_fn
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +130,33 @@ class StackedEvaluator:
         self, submodule: str | None, target: nn.Module
     ) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None:
         """Return the batched-product forward of `target`, if it covers it."""
+        if global_hooks_registered():
+            return None  # registered after this evaluator was made, perhaps
         if submodule not in self._stacked:
             self._stacked[submodule] = stacked_forward_fn(target)
         return self._stacked[submodule]
+
+    def _check_inputs(
+        self, points: torch.Tensor, x: torch.Tensor, buffers: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Check the points, inputs and buffers; return x in the points' dtype."""
+        if points.dim() != 2 or points.shape[1] != self.layout.size:
+            raise ValueError(
+                f"points of shape {tuple(points.shape)} are not (B, {self.layout.size}):"
+                " pass one flat parameter vector (ParamLayout.flatten) per row; for one"
+                " point use point.unsqueeze(0)"
+            )
+        if points.shape[0] == 0:
+            raise ValueError("no points to evaluate: pass at least one row")
+        if x.dim() == 0 or x.shape[0] == 0:
+            raise ValueError(
+                f"inputs of shape {tuple(x.shape)} hold no examples: pass a batch"
+                " (n, ...) with n >= 1"
+            )
+        self._check_buffers(points, buffers)
+        if x.is_floating_point() and x.dtype != points.dtype:
+            return x.to(points.dtype)
+        return x
 
     def _check_buffers(
         self, points: torch.Tensor, buffers: torch.Tensor | None
@@ -161,8 +185,11 @@ class StackedEvaluator:
         submodule: str | None = None,
         buffers: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Return the module's (or a submodule's) outputs, (B, n, ...), on the CPU."""
-        self._check_buffers(points, buffers)
+        """Return the module's (or a submodule's) outputs, (B, n, ...), on the CPU.
+
+        Floating-point inputs are cast to the points' dtype.
+        """
+        x = self._check_inputs(points, x, buffers)
         results = []
         for start in range(0, points.shape[0], self.point_chunk):
             chunk = points[start : start + self.point_chunk].to(self.device)
@@ -187,8 +214,11 @@ class StackedEvaluator:
         y: torch.Tensor,
         buffers: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return mean cross-entropy (nats) and accuracy at each point, both (B,)."""
-        self._check_buffers(points, buffers)
+        """Return mean cross-entropy (nats) and accuracy at each point, both (B,).
+
+        Floating-point inputs are cast to the points' dtype.
+        """
+        x = self._check_inputs(points, x, buffers)
         losses, correct = [], []
         for start in range(0, points.shape[0], self.point_chunk):
             chunk = points[start : start + self.point_chunk].to(self.device)

@@ -112,6 +112,11 @@ def loss_barriers(
         If the architecture has buffers and `buffers` is missing, or
         `bn_statistics` is not one of the two choices.
     """
+    if n_alpha < 3:
+        raise ValueError(
+            f"n_alpha = {n_alpha} leaves no interior point on a line; pass 3 or more"
+            " (the ends are included)"
+        )
     if bn_statistics not in ("recompute", "interpolate"):
         raise ValueError(
             f"bn_statistics = {bn_statistics!r} is not supported; use 'recompute'"

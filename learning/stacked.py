@@ -16,7 +16,9 @@ channels-last, so that the gathered windows need no extra copy.
 callers then fall back to vmap. Covered: `nn.Sequential` and
 `FeatureClassifier` made of `nn.Linear`, `nn.Conv1d`, `nn.Conv2d` (groups
 1, dilation 1, zero padding), `nn.ReLU`, `nn.Identity`, `nn.Flatten` and
-`nn.Unflatten` over the example dimensions. BatchNorm is not covered: its
+`nn.Unflatten` over the example dimensions. These exact classes only, without
+hooks: a subclass may override ``forward``, and a hook may change what a
+layer returns, so either falls back to vmap, which calls them. BatchNorm is not covered: its
 running statistics are buffers that the vectorized training refuses anyway.
 
 The results equal vmap's up to float rounding, since the products sum in
@@ -74,9 +76,11 @@ def stacked_forward_fn(
     ``functional_call(module, params[r], x[r])``.
 
     Returns None when `module` contains a layer or setting this module does
-    not cover (see the module notes) or has buffers.
+    not cover (see the module notes), or a subclass of a covered layer, which
+    may compute something else. It also returns None for a module with hooks
+    or buffers, and while a global module hook is registered.
     """
-    if any(True for _ in module.buffers()):
+    if any(True for _ in module.buffers()) or global_hooks_registered():
         return None
     layers = _compile(module, "")
     if layers is None:
@@ -91,11 +95,55 @@ def stacked_forward_fn(
     return forward
 
 
+def global_hooks_registered() -> bool:
+    """Return whether any global module hook is registered.
+
+    ``torch.nn.modules.module.register_module_forward_hook`` and its kin
+    act on every module call, which the batched products do not make.
+    """
+    registries = (
+        "_global_forward_hooks",
+        "_global_forward_pre_hooks",
+        "_global_backward_hooks",
+        "_global_backward_pre_hooks",
+    )
+    return any(
+        len(getattr(torch.nn.modules.module, name, {})) > 0 for name in registries
+    )
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    registries = (
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_backward_hooks",
+        "_backward_pre_hooks",
+    )
+    return any(len(getattr(module, name, {})) > 0 for name in registries)
+
+
+_COVERED = (
+    nn.Sequential,
+    FeatureClassifier,
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.ReLU,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+)
+"""Module classes evaluated here. Only these exact classes are: a subclass
+may override ``forward``, and a parametrized module is such a subclass."""
+
+
 def _compile(module: nn.Module, prefix: str) -> list[_Layer] | None:
     """Return the layers of `module` in order, or None if one is not covered."""
-    if isinstance(module, nn.Sequential):
+    if type(module) not in _COVERED or _has_hooks(module):
+        return None
+    if type(module) is nn.Sequential:
         children: list[tuple[str, nn.Module]] = list(module.named_children())
-    elif isinstance(module, FeatureClassifier):
+    elif type(module) is FeatureClassifier:
         children = [("features", module.features), ("head", module.head)]
     else:
         layer = _leaf(module, prefix)
@@ -197,7 +245,7 @@ def _halving_convolution(weight_name: str, bias_name: str | None) -> _Layer:
     Output o reads inputs 2o - 1, 2o and 2o + 1. Viewing the channels-last
     input (R, B, L, C) as (R, B, L / 2, 2C) puts inputs 2o and 2o + 1 in one
     row, without a copy. Take one batched product with the (2C, 2C_out)
-    matrix [[W1, 0], [W2, W0]]. Its row o holds W1 x(2o) + W2 x(2o + 1) in
+    matrix [[W1, 0], [W2, W0]]. Its row o contains W1 x(2o) + W2 x(2o + 1) in
     the first half and W0 x(2o + 1) in the second. Output o is then the first
     half of row o plus the second half of row o - 1. This reads the input once, where gathering windows would copy
     it one and a half times, and the backward pass needs no scattered sum.

@@ -8,6 +8,8 @@ give None, so that callers fall back to vmap.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -16,7 +18,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from learning.config import ModelConfig
+from learning.evaluate import StackedEvaluator
 from learning.models import build_model
+from learning.param import ParamLayout
 from learning.stacked import stacked_forward_fn
 
 ATOL = 1e-5
@@ -194,3 +198,103 @@ def test_a_broken_layer_is_caught() -> None:
         ]
     )
     assert not torch.allclose(forward(wrong, x), reference, atol=ATOL)
+
+
+class Doubled(nn.Sequential):
+    """A Sequential whose forward doubles the output: not the layers alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+class ShiftedLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 1
+
+
+def with_forward_hook() -> nn.Module:
+    module = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    module[0].register_forward_hook(lambda m, inputs, out: out * 3)
+    return module
+
+
+def with_pre_hook() -> nn.Module:
+    module = nn.Sequential(nn.Linear(4, 3))
+    module.register_forward_pre_hook(lambda m, inputs: (inputs[0] + 1,))
+    return module
+
+
+def parametrized() -> nn.Module:
+    from torch.nn.utils import parametrize
+
+    class Symmetric(nn.Module):
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return w.triu() + w.triu(1).transpose(0, 1)
+
+    module = nn.Sequential(nn.Linear(4, 4))
+    parametrize.register_parametrization(module[0], "weight", Symmetric())
+    return module
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Doubled(nn.Linear(4, 3)),
+        lambda: nn.Sequential(ShiftedLinear(4, 3)),
+        with_forward_hook,
+        with_pre_hook,
+        parametrized,
+    ],
+    ids=["sequential-subclass", "linear-subclass", "hook", "pre-hook", "parametrize"],
+)
+def test_custom_forward_falls_back_and_evaluates_correctly(make: Any) -> None:
+    """Subclasses, hooks and parametrizations are not covered; the evaluator
+    then uses vmap and returns what the module itself returns."""
+    torch.manual_seed(4)
+    module = make()
+    assert stacked_forward_fn(module) is None
+    layout = ParamLayout.of(module)
+    x = torch.randn(5, 4)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
+    torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
+
+
+def test_global_hook_falls_back() -> None:
+    module = nn.Sequential(nn.Linear(4, 3))
+    x = torch.randn(5, 4)
+    layout = ParamLayout.of(module)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, inputs, out: out + 10
+    )
+    try:
+        assert stacked_forward_fn(module) is None
+        ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
+        expected = module(x)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(ours, expected, atol=ATOL, rtol=RTOL)
+    assert stacked_forward_fn(module) is not None
+
+
+def test_evaluator_refuses_malformed_points_and_empty_inputs() -> None:
+    module = nn.Sequential(nn.Linear(4, 3))
+    layout = ParamLayout.of(module)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    point = layout.flatten(module)
+    with pytest.raises(ValueError, match=r"point\.unsqueeze\(0\)"):
+        evaluator.outputs(point, torch.randn(2, 4))
+    with pytest.raises(ValueError, match="no points"):
+        evaluator.outputs(point.unsqueeze(0)[:0], torch.randn(2, 4))
+    with pytest.raises(ValueError, match="no examples"):
+        evaluator.outputs(point.unsqueeze(0), torch.randn(0, 4))
+
+
+def test_evaluator_casts_inputs_to_the_points_dtype() -> None:
+    module = nn.Sequential(nn.Linear(4, 3))
+    layout = ParamLayout.of(module)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    x = torch.randn(5, 4, dtype=torch.float64)
+    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
+    torch.testing.assert_close(ours, module(x.float()), atol=ATOL, rtol=RTOL)
