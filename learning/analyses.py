@@ -3,7 +3,8 @@
 - `check_functor_laws`: L's functor laws (and Param's and Rep's category
   laws) on segments of the recorded trajectories;
 - `analyze_homotopy`: barriers, homotopy classes, class accuracies with
-  intervals, within- and between-class gaps, beside the claimed ones;
+  intervals, within- and between-class gaps, beside the claimed ones, and
+  optionally the same after weight matching (classes modulo permutations);
 - `analyze_landscapes`: persistent homology of the loss on a random plane
   around each network, and the fit of the generalization gap on it.
 
@@ -34,6 +35,12 @@ from learning.fisher import fisher_length
 from learning.functor import LearningFunctor
 from learning.homotopy import class_labels, homotopy_classes, loss_barriers
 from learning.laws import check_learning_functor
+from learning.matching import (
+    PermutationSpec,
+    PermutationSpecError,
+    permutation_spec,
+    weight_matching,
+)
 from learning.param import ParamLayout, Trajectory
 from learning.stats import paired_difference_interval, wilson_interval
 from learning.store import read_array_cache, write_array_cache
@@ -150,8 +157,14 @@ def analyze_homotopy(
     device: torch.device,
     cache_dir: Path,
     progress: Progress | None = None,
+    aligned_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Compute barriers and homotopy classes, and compare class accuracies."""
+    """Compute barriers and homotopy classes, and compare class accuracies.
+
+    With ``config.homotopy.align_permutations`` the same is done with the
+    barriers after weight matching, reported under ``modulo_permutations``,
+    with `aligned_progress` called as pairs are done.
+    """
     usable = finite_runs(runs)
     excluded = [r.name for r in runs if r.status != "complete"]
     result: dict[str, Any] = {
@@ -191,7 +204,124 @@ def analyze_homotopy(
         ],
     )
     result["claims"] = _homotopy_verdicts(result["gaps"])
+    if config.homotopy.align_permutations:
+        result["modulo_permutations"] = _aligned_classes(
+            config,
+            dataset,
+            usable,
+            device,
+            cache_dir,
+            accuracies,
+            correct,
+            aligned_progress,
+        )
     return result
+
+
+def _aligned_classes(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    device: torch.device,
+    cache_dir: Path,
+    accuracies: np.ndarray,
+    correct: np.ndarray,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """Barriers after weight matching, and the classes and gaps they give."""
+    result: dict[str, Any] = {
+        "definition": (
+            "For each pair a, b (a the earlier run), b's hidden units are permuted"
+            " to bring it closest to a in Euclidean distance (weight matching,"
+            " learning.matching), which leaves b's function unchanged; the barrier"
+            " is then that of the line from a to the permuted b"
+        ),
+    }
+    model = initial_model(config, dataset, 0)
+    try:
+        spec = permutation_spec(model)
+    except PermutationSpecError as error:
+        result["status"] = f"not computed: {error}"
+        return result
+    barriers, distances = _cached_aligned_barriers(
+        config, dataset, runs, device, cache_dir, spec, progress
+    )
+    tau = config.homotopy.tau
+    classes = homotopy_classes(barriers, tau)
+    labels = class_labels(classes, len(runs))
+    n_test = len(dataset.y_test)
+    upper = np.triu_indices(len(runs), k=1)
+    result.update(
+        status="computed",
+        barriers=barriers.tolist(),
+        distance_before=distances[0].tolist(),
+        distance_after=distances[1].tolist(),
+        mean_distance_ratio=float(np.mean(distances[1][upper] / distances[0][upper])),
+        classes=[[runs[i].name for i in members] for members in classes],
+        class_stats=[_class_stats(accuracies[members], n_test) for members in classes],
+        gaps=accuracy_gaps(accuracies, labels, correct),
+        tau_sweep=[
+            _sweep_entry(barriers, t, accuracies, correct)
+            for t in sorted(set(config.homotopy.tau_sweep) | {tau})
+        ],
+    )
+    result["claims"] = _homotopy_verdicts(result["gaps"])
+    return result
+
+
+def _cached_aligned_barriers(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    device: torch.device,
+    cache_dir: Path,
+    spec: PermutationSpec,
+    progress: Progress | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the aligned barriers (n, n) and the distances before and after (2, n, n)."""
+    key = {
+        "runs": [r.name for r in runs],
+        "points": [r.trajectory.end.digest for r in runs],
+        "data": config.data.model_dump(mode="json"),
+        "n_alpha": config.homotopy.n_alpha,
+        "bn_statistics": config.homotopy.bn_statistics,
+        "aligned": "weight matching, seed 0, 100 passes at most",
+    }
+    path = cache_dir / "aligned_barriers.npz"
+    cached = read_array_cache(path, repr(key))
+    if cached is not None and cached.shape == (3, len(runs), len(runs)):
+        logger.info("reusing aligned barriers from %s", path)
+        return cached[0], cached[1:]
+
+    evaluator = StackedEvaluator(initial_model(config, dataset, 0), device)
+    ends = [r.trajectory.end for r in runs]
+    n = len(runs)
+    table = np.zeros((3, n, n))
+    pairs = list(itertools.combinations(range(n), 2))
+    for done, (i, j) in enumerate(pairs, start=1):
+        matching = weight_matching(spec, ends[i], ends[j], seed=0)
+        matched = matching.matched
+        points = torch.stack([ends[i].vector.cpu(), matched.vector.cpu()])
+        own, other = ends[i].buffers, matched.buffers
+        buffers = None
+        if own is not None and other is not None:
+            buffers = torch.stack([own.cpu(), other.cpu()])
+        line = loss_barriers(
+            evaluator,
+            points,
+            dataset.x_train,
+            dataset.y_train,
+            config.homotopy.n_alpha,
+            buffers=buffers,
+            bn_statistics=config.homotopy.bn_statistics,
+        )
+        table[0, i, j] = table[0, j, i] = line.barriers[0, 1]
+        table[1, i, j] = table[1, j, i] = matching.distance_before
+        table[2, i, j] = table[2, j, i] = matching.distance_after
+        if progress is not None:
+            progress(done, len(pairs))
+    write_array_cache(path, repr(key), table)
+    return table[0], table[1:]
 
 
 def _cached_barriers(

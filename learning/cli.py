@@ -122,6 +122,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         "train": "training runs",
         "functor": "checking L's laws",
         "barriers": "loss barriers (pairs)",
+        "aligned": "barriers after weight matching (pairs)",
         "landscapes": "landscape persistence",
         "fisher": "Fisher lengths",
     }

@@ -297,6 +297,14 @@ class HomotopyConfig(_Strict):
         default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
         description="other thresholds whose classes are reported for comparison",
     )
+    align_permutations: bool = Field(
+        True,
+        description=(
+            "also measure every pair's barrier after weight matching (b's hidden"
+            " units permuted to fit a, learning.matching) and report the classes"
+            " modulo permutations"
+        ),
+    )
 
 
 class LandscapeConfig(_Strict):

@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)``; stages are 'train', 'functor',
-'barriers' and 'landscapes'."""
+'barriers', 'aligned' (barriers after weight matching, when asked for),
+'landscapes' and 'fisher'."""
 
 
 def train_sweep(
@@ -168,7 +169,15 @@ def reproduce(
     timings["functor"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    homotopy = analyze_homotopy(config, dataset, runs, device, cache, stage("barriers"))
+    homotopy = analyze_homotopy(
+        config,
+        dataset,
+        runs,
+        device,
+        cache,
+        stage("barriers"),
+        aligned_progress=stage("aligned"),
+    )
     timings["homotopy"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

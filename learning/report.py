@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from learning.config import ModelConfig
 from learning.store import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -100,11 +101,22 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _reading(verdicts["between_class"]["verdict"]),
             ),
         ]
+        aligned = homotopy.get("modulo_permutations", {})
+        if aligned.get("status") == "computed":
+            aligned_sizes = [s["size"] for s in aligned["class_stats"]]
+            rows.append(
+                (
+                    f"classes modulo permutations (tau={homotopy['tau']})",
+                    f"{len(aligned_sizes)}, sizes {aligned_sizes}",
+                    "",
+                    "",
+                )
+            )
     fit = topo["fit"]
     rows.append(
         (
             "R^2 of gap on total persistence",
-            f"{_fmt(fit.get('r2'))} (n={fit.get('n')})",
+            f"{_fmt(fit.get('r2'))} (n={fit.get('n')}, pooled over optimizers)",
             str(topo["claim"]["claimed_r2"]),
             "",
         )
@@ -142,6 +154,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             f" Finished {env['finished_at']}, {results['timings_seconds']['total']:.0f} s in all."
         ),
         "",
+        _training_setup(config),
+        "",
         "Claimed values come from " + results["claims"]["source"] + " and were measured"
         " there on other setups (stated beside each); every other number was computed"
         " by this run.",
@@ -158,6 +172,39 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Timings (seconds)", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in results["timings_seconds"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _training_setup(config: dict[str, Any]) -> str:
+    """Describe the architecture, the optimizers and the sweep in one paragraph."""
+    model, train = config["model"], config["train"]
+    kind = model["kind"]
+    if kind == "mlp":
+        shape = f"{model['depth']} hidden layers of {model['hidden']} units"
+    elif kind in ("cnn", "cnn2d"):
+        shape = f"{model['channels']} channels, feature layer of {model['hidden']}"
+    else:
+        shape = f"width {model['width']}"
+    norm = "BatchNorm" if ModelConfig(**model).has_batch_norm else "no BatchNorm"
+    optimizers = []
+    for opt in train["optimizers"]:
+        text = f"{opt['name']} at lr {opt['lr']}"
+        if opt["name"] in ("sgd", "rmsprop") and opt["momentum"]:
+            text += f", momentum {opt['momentum']}"
+            text += " (Nesterov)" if opt["nesterov"] else ""
+        if opt["weight_decay"]:
+            text += f", weight decay {opt['weight_decay']}"
+        if opt["schedule"] != "constant":
+            text += f", {opt['schedule']} schedule"
+        if opt["name"] == "natural_gradient":
+            text += f", {opt['fisher_kind']} Fisher"
+        optimizers.append(text)
+    return (
+        f"Training: {kind} ({shape}, {norm}),"
+        f" {train['epochs']} epochs in batches of {train['batch_size']},"
+        f" a checkpoint every {train['checkpoint_every']} steps; init seeds"
+        f" {train['init_seeds']} x data-order seeds {train['data_seeds']} x"
+        f" optimizers: {'; '.join(optimizers)}."
+    )
 
 
 def _fisher_section(results: dict[str, Any]) -> list[str]:
@@ -303,6 +350,52 @@ def _homotopy_section(results: dict[str, Any]) -> list[str]:
         )
     if results.get("figures", {}).get("barriers"):
         lines += ["", f"![barrier matrix]({FIGURES['barriers']})"]
+    return lines + _aligned_section(h)
+
+
+def _aligned_section(h: dict[str, Any]) -> list[str]:
+    """Render the classes after weight matching, when the job computed them."""
+    a = h.get("modulo_permutations")
+    if a is None:
+        return []
+    lines = ["", "### Modulo permutations of hidden units", "", a["definition"] + "."]
+    if a.get("status") != "computed":
+        return [*lines, "", a.get("status", "not computed")]
+    n = len(a["barriers"])
+    before = np.array(h["barriers"])
+    after = np.array(a["barriers"])
+    upper = np.triu_indices(n, k=1)
+    lines += [
+        "",
+        (
+            f"Over the {len(upper[0])} pairs, matching brought b to a mean"
+            f" {_fmt(a['mean_distance_ratio'], 3)} of its distance to a. Barriers"
+            f" (nats): median {_fmt(float(np.median(before[upper])), 3)} before"
+            f" matching and {_fmt(float(np.median(after[upper])), 3)} after; largest"
+            f" {_fmt(float(before[upper].max()), 3)} and"
+            f" {_fmt(float(after[upper].max()), 3)}."
+        ),
+        "",
+        "| tau | classes | sizes | within-class mean gap | between-class mean gap |",
+        "|---|---|---|---|---|",
+    ]
+    for s in a["tau_sweep"]:
+        lines.append(
+            f"| {s['tau']} | {s['n_classes']} | {s['class_sizes']}"
+            f" | {_fmt(s['within_class_mean_points'], 2)}"
+            f" | {_fmt(s['between_class_mean_points'], 2)} |"
+        )
+    verdicts = a["claims"]
+    lines += [
+        "",
+        (
+            f"At tau = {h['tau']}: within-class mean gap"
+            f" {_fmt(a['gaps']['within_class'].get('mean_points'), 2)} points"
+            f" ({verdicts['within_class']['verdict']}); between-class mean gap"
+            f" {_fmt(a['gaps']['between_class'].get('mean_points'), 2)} points"
+            f" ({verdicts['between_class']['verdict']})."
+        ),
+    ]
     return lines
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import learning.experiment
@@ -87,6 +88,28 @@ def test_barrier_matrix_symmetric_nonnegative(results: dict[str, Any]) -> None:
             assert barriers[i][j] >= 0
 
 
+def test_barriers_after_weight_matching(
+    tiny_out: Path, results: dict[str, Any]
+) -> None:
+    """The tiny preset also matches every pair; matching never moves b away from a."""
+    aligned = results["homotopy"]["modulo_permutations"]
+    assert aligned["status"] == "computed"
+    barriers = np.array(aligned["barriers"])
+    before = np.array(aligned["distance_before"])
+    after = np.array(aligned["distance_after"])
+    n = len(results["homotopy"]["runs"])
+    assert barriers.shape == before.shape == after.shape == (n, n)
+    assert np.array_equal(barriers, barriers.T)
+    assert (barriers >= 0).all()
+    upper = np.triu_indices(n, k=1)
+    assert (after[upper] <= before[upper] * (1 + 1e-9)).all()
+    assert (after[upper] > 0).all()  # different initializations are not copies
+    assert sum(len(c) for c in aligned["classes"]) == n
+    report = (tiny_out / "report.md").read_text()
+    assert "### Modulo permutations of hidden units" in report
+    assert "classes modulo permutations (tau=" in report
+
+
 def test_claims_only_in_claimed_fields(results: dict[str, Any]) -> None:
     assert results["topology"]["claim"]["claimed_r2"] == 0.82
     assert results["topology"]["fit"]["r2"] != 0.82
@@ -97,6 +120,10 @@ def test_report_shows_measured_and_claimed(
 ) -> None:
     report = (tiny_out / "report.md").read_text()
     assert "| quantity | measured here | claimed | reading |" in report
+    assert (
+        "Training: mlp (2 hidden layers of 32 units, no BatchNorm), 3 epochs in"
+        " batches of 50" in report
+    )
     assert f"{results['topology']['fit']['r2']:.3f}" in report
     assert "![barrier matrix](barrier_matrix.png)" in report
 
