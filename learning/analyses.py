@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -173,6 +174,7 @@ def analyze_homotopy(
             " - ((1-alpha) l(a) + alpha l(b)), l = training cross-entropy (nats) on the"
             " training set, straight line, alpha on an even grid with both ends;"
             " pairs with barrier <= tau are joined; classes are connected components"
+            + _batchnorm_convention(config)
         ),
         "tau": config.homotopy.tau,
         "n_alpha": config.homotopy.n_alpha,
@@ -285,6 +287,7 @@ def _cached_aligned_barriers(
         "data": config.data.model_dump(mode="json"),
         "n_alpha": config.homotopy.n_alpha,
         "bn_statistics": config.homotopy.bn_statistics,
+        "endpoint_statistics": config.homotopy.endpoint_statistics,
         "aligned": "weight matching, seed 0, 100 passes at most",
     }
     path = cache_dir / "aligned_barriers.npz"
@@ -306,6 +309,7 @@ def _cached_aligned_barriers(
         buffers = None
         if own is not None and other is not None:
             buffers = torch.stack([own.cpu(), other.cpu()])
+        buffers = _end_statistics(config, dataset, evaluator, points, buffers)
         line = loss_barriers(
             evaluator,
             points,
@@ -338,6 +342,7 @@ def _cached_barriers(
         "data": config.data.model_dump(mode="json"),
         "n_alpha": config.homotopy.n_alpha,
         "bn_statistics": config.homotopy.bn_statistics,
+        "endpoint_statistics": config.homotopy.endpoint_statistics,
     }
     path = cache_dir / "barriers.npz"
     cached = read_array_cache(path, repr(key))
@@ -347,7 +352,9 @@ def _cached_barriers(
 
     evaluator = StackedEvaluator(initial_model(config, dataset, 0), device)
     points = torch.stack([r.final_point for r in runs])
-    buffers = _final_buffers(evaluator, runs)
+    buffers = _end_statistics(
+        config, dataset, evaluator, points, _final_buffers(evaluator, runs)
+    )
     matrix = loss_barriers(
         evaluator,
         points,
@@ -360,6 +367,38 @@ def _cached_barriers(
     )
     write_array_cache(path, repr(key), matrix.barriers)
     return matrix.barriers
+
+
+def _batchnorm_convention(config: ExperimentConfig) -> str:
+    """Describe how points on a line get BatchNorm statistics, if there is BatchNorm."""
+    if not config.model.has_batch_norm:
+        return ""
+    h = config.homotopy
+    interior = (
+        "recomputed on the training set"
+        if h.bn_statistics == "recompute"
+        else "interpolated between the ends'"
+    )
+    ends = (
+        "recomputed too"
+        if h.endpoint_statistics == "recompute"
+        else "the networks' stored running averages"
+    )
+    return f"; BatchNorm statistics at interior points {interior}, at the ends {ends}"
+
+
+def _end_statistics(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    evaluator: StackedEvaluator,
+    points: torch.Tensor,
+    buffers: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """Return the buffers the ends of barrier lines use (see HomotopyConfig)."""
+    if buffers is None or config.homotopy.endpoint_statistics == "stored":
+        return buffers
+    batches = max(1, math.ceil(dataset.x_train.shape[0] / evaluator.example_chunk))
+    return evaluator.recompute_buffers(points, dataset.x_train, batches, buffers)
 
 
 def _final_buffers(

@@ -293,6 +293,14 @@ class HomotopyConfig(_Strict):
             " training data, or interpolated between the ends' stored ones"
         ),
     )
+    endpoint_statistics: Literal["recompute", "stored"] = Field(
+        "recompute",
+        description=(
+            "BatchNorm statistics at the two ends of a line: recomputed on training"
+            " data like the interior points, so that the whole line is normalized"
+            " one way, or the networks' stored running averages"
+        ),
+    )
     tau_sweep: list[float] = Field(
         default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
         description="other thresholds whose classes are reported for comparison",

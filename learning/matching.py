@@ -400,8 +400,10 @@ class _SpecBuilder:
             state = self.walk(module.features, _join(path, "features"), state)
             return self.walk(module.head, _join(path, "head"), state)
         if isinstance(module, nn.Sequential):
-            for name, child in module.named_children():
-                state = self.walk(child, _join(path, name), state)
+            # _modules, not named_children, which lists a reused module once.
+            for name, child in module._modules.items():
+                if child is not None:
+                    state = self.walk(child, _join(path, name), state)
             return state
         if isinstance(module, BasicBlock):
             return self.basic_block(module, path, state)
@@ -516,6 +518,12 @@ def _check_plain(module: nn.Module, path: str) -> None:
     reads a module's computation from its class alone, so any of these could
     make it derive a spec that changes the model's outputs.
     """
+    if "forward" in vars(module):
+        _unsupported(
+            module,
+            path,
+            "has a forward method set on the instance, which replaces its class's",
+        )
     if parametrize.is_parametrized(module):
         _unsupported(
             module,
@@ -543,6 +551,29 @@ def _check_plain(module: nn.Module, path: str) -> None:
                 path,
                 f"is a subclass of {base} that overrides {method}, so it may"
                 f" compute something other than {base} does",
+            )
+
+
+def _check_no_shared_modules(model: nn.Module) -> None:
+    """Reject a model that uses one module with tensors at two places (tied layers).
+
+    A tied layer's units would need one permutation at both places, which
+    this derivation does not express. A shared module without parameters or
+    buffers (one ReLU object used twice) is accepted: the walk visits every
+    place it is used.
+    """
+    first_path: dict[int, str] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        seen = first_path.setdefault(id(module), path)
+        has_tensors = any(True for _ in module.parameters()) or any(
+            True for _ in module.buffers()
+        )
+        if seen != path and has_tensors:
+            _unsupported(
+                module,
+                path,
+                f"is the same module object as {seen or 'the model'!r}, used twice"
+                " (tied or shared layers)",
             )
 
 
@@ -623,6 +654,7 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
             f"model must be an nn.Module; got {type(model).__name__} {_short(model)}"
         )
     _check_no_global_hooks()
+    _check_no_shared_modules(model)
     builder = _SpecBuilder(model)
     final = builder.walk(model, "", _State(None, "features"))
     if final.perm is not None:

@@ -77,11 +77,19 @@ def stacked_forward_fn(
 
     Returns None when `module` contains a layer or setting this module does
     not cover (see the module notes), or a subclass of a covered layer, which
-    may compute something else. It also returns None for a module with hooks
-    or buffers, and while a global module hook is registered.
+    may compute something else. It also returns None for a module with hooks,
+    buffers, a forward set on an instance, or one module object used at two
+    places, and while a global module hook is registered.
     """
     if any(True for _ in module.buffers()) or global_hooks_registered():
         return None
+    seen: set[int] = set()
+    for _, child in module.named_modules(remove_duplicate=False):
+        # A module used twice (tied layers, or one ReLU object at two places)
+        # is listed once by named_children; vmap's functional_call handles it.
+        if id(child) in seen:
+            return None
+        seen.add(id(child))
     layers = _compile(module, "")
     if layers is None:
         return None
@@ -139,7 +147,11 @@ may override ``forward``, and a parametrized module is such a subclass."""
 
 def _compile(module: nn.Module, prefix: str) -> list[_Layer] | None:
     """Return the layers of `module` in order, or None if one is not covered."""
-    if type(module) not in _COVERED or _has_hooks(module):
+    if (
+        type(module) not in _COVERED
+        or _has_hooks(module)
+        or "forward" in vars(module)  # a forward set on the instance
+    ):
         return None
     if type(module) is nn.Sequential:
         children: list[tuple[str, nn.Module]] = list(module.named_children())

@@ -239,3 +239,26 @@ def test_fisher_lengths_reported(results: dict[str, Any]) -> None:
     assert len(fisher["runs"]) == results["n_runs"] - results["n_diverged"]
     assert all(row["fisher_length"] > 0 for row in fisher["runs"])
     assert fisher["reading"].startswith("not testable")  # tiny has no natural gradient
+
+
+def test_batchnorm_lines_recompute_statistics_at_the_ends(tmp_path: Path) -> None:
+    """With BatchNorm the whole line, ends included, is normalized one way.
+
+    Each end's loss on the line is then the loss with statistics recomputed
+    on the training set, which differs from the loss with the stored running
+    averages; "stored" keeps the latter, and both are cached apart.
+    """
+    base = preset("tiny")
+    model = base.model.model_copy(update={"batch_norm": True})
+    results = {}
+    for ends in ("recompute", "stored"):
+        homotopy = base.homotopy.model_copy(update={"endpoint_statistics": ends})
+        config = base.model_copy(update={"model": model, "homotopy": homotopy})
+        results[ends] = reproduce(config, tmp_path / ends)
+    recomputed = results["recompute"]["homotopy"]
+    stored = results["stored"]["homotopy"]
+    assert "at the ends recomputed too" in recomputed["definition"]
+    assert "at the ends the networks' stored running averages" in stored["definition"]
+    assert recomputed["barriers"] != stored["barriers"]
+    aligned = recomputed["modulo_permutations"]
+    assert aligned["status"] == "computed"

@@ -989,3 +989,26 @@ def test_matching_include_buffers_needs_buffers() -> None:
     point = _point(model)
     with pytest.raises(ValueError, match="the model has no floating-point buffers"):
         weight_matching(permutation_spec(model), point, point, include_buffers=True)
+
+
+def test_derivation_rejects_tied_layers() -> None:
+    layer = nn.Linear(6, 6)
+    model = nn.Sequential(layer, nn.ReLU(), layer, nn.ReLU(), nn.Linear(6, 3))
+    with pytest.raises(PermutationSpecError, match=r"'2' \(Linear\).*same module"):
+        permutation_spec(model)
+
+
+def test_derivation_rejects_forward_set_on_instance() -> None:
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    model[1].forward = lambda x: torch.relu(x) * 2  # type: ignore[method-assign]
+    with pytest.raises(PermutationSpecError, match=r"'1' \(ReLU\).*on the instance"):
+        permutation_spec(model)
+
+
+def test_shared_activation_is_walked_at_every_use() -> None:
+    torch.manual_seed(6)
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(6, 5), relu, nn.Linear(5, 4), relu, nn.Linear(4, 3))
+    spec = permutation_spec(model)
+    assert spec.sizes == {"0": 5, "2": 4}
+    check_permutation_spec(model, spec, torch.randn(16, 6))

@@ -298,3 +298,37 @@ def test_evaluator_casts_inputs_to_the_points_dtype() -> None:
     x = torch.randn(5, 4, dtype=torch.float64)
     ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
     torch.testing.assert_close(ours, module(x.float()), atol=ATOL, rtol=RTOL)
+
+
+def shared_relu() -> nn.Module:
+    relu = nn.ReLU()
+    return nn.Sequential(nn.Linear(4, 5), relu, nn.Linear(5, 5), relu, nn.Linear(5, 3))
+
+
+def tied_linear() -> nn.Module:
+    layer = nn.Linear(4, 4)
+    return nn.Sequential(layer, nn.ReLU(), layer, nn.ReLU(), nn.Linear(4, 3))
+
+
+def patched_forward() -> nn.Module:
+    module = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 3))
+    relu = module[1]
+    module[1].forward = lambda x: torch.relu(x) * 2  # type: ignore[method-assign]
+    assert relu is module[1]
+    return module
+
+
+@pytest.mark.parametrize(
+    "make",
+    [shared_relu, tied_linear, patched_forward],
+    ids=["shared", "tied", "patched"],
+)
+def test_reused_or_patched_modules_fall_back(make: Any) -> None:
+    torch.manual_seed(5)
+    module = make()
+    assert stacked_forward_fn(module) is None
+    layout = ParamLayout.of(module)
+    x = torch.randn(6, 4)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
+    torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
