@@ -134,6 +134,16 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _reading(fisher["reading"]),
             )
         )
+    elif fisher:
+        status = str(fisher.get("status", "not computed"))
+        rows.append(
+            (
+                "shortest Fisher path per initialization",
+                status.split(":", 1)[0],
+                "natural gradient",
+                "",
+            )
+        )
     return rows
 
 

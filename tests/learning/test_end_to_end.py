@@ -262,3 +262,19 @@ def test_batchnorm_lines_recompute_statistics_at_the_ends(tmp_path: Path) -> Non
     assert recomputed["barriers"] != stored["barriers"]
     aligned = recomputed["modulo_permutations"]
     assert aligned["status"] == "computed"
+
+
+def test_summary_names_an_uncomputed_fisher_analysis() -> None:
+    from learning.report import summary_rows
+
+    loaded = {
+        "n_runs": 1,
+        "n_diverged": 0,
+        "config": preset("tiny").model_dump(mode="json"),
+        "functor_laws": {"functor": {"laws": {}}},
+        "homotopy": {"status": "not computed: 1 finite run(s), need at least 2"},
+        "topology": {"fit": {"r2": None, "n": 1}, "claim": {"claimed_r2": 0.82}},
+        "fisher": {"status": "not computed: Fisher lengths of BatchNorm models"},
+    }
+    rows = {row[0]: row for row in summary_rows(loaded)}
+    assert rows["shortest Fisher path per initialization"][1] == "not computed"
