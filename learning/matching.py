@@ -518,11 +518,13 @@ def _check_plain(module: nn.Module, path: str) -> None:
     reads a module's computation from its class alone, so any of these could
     make it derive a spec that changes the model's outputs.
     """
-    if "forward" in vars(module):
+    patched = sorted({"forward", "_call_impl"} & set(vars(module)))
+    if patched:
         _unsupported(
             module,
             path,
-            "has a forward method set on the instance, which replaces its class's",
+            f"has {' and '.join(patched)} set on the instance, which replaces its"
+            " class's",
         )
     if parametrize.is_parametrized(module):
         _unsupported(
@@ -562,6 +564,17 @@ def _check_no_shared_modules(model: nn.Module) -> None:
     buffers (one ReLU object used twice) is accepted: the walk visits every
     place it is used.
     """
+    owners: dict[int, str] = {}
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        first = owners.setdefault(id(tensor), name)
+        if first != name:
+            raise PermutationSpecError(
+                f"cannot derive a permutation spec: parameter {name!r} is the same"
+                f" tensor as {first!r} (a weight shared between two layers), and"
+                " both layers' units would need one permutation; write a"
+                " PermutationSpec for this model by hand and test it with"
+                " check_permutation_spec"
+            )
     first_path: dict[int, str] = {}
     for path, module in model.named_modules(remove_duplicate=False):
         seen = first_path.setdefault(id(module), path)
@@ -1577,10 +1590,10 @@ def match_and_barrier(
         ones, so with ``"stored"`` the line's ends can jump against its
         interior, and a network and its own matched copy can get a barrier
         above 0. With ``"recompute"`` that barrier is 0 up to float
-        rounding. ``"stored"``
-        keeps the stored statistics at the ends, which is the convention of
-        `loss_barriers` and of the main job's barriers. Unused without
-        buffers.
+        rounding, as in the main job's barriers by default
+        (``homotopy.endpoint_statistics``). ``"stored"`` keeps the stored
+        statistics at the ends, as `loss_barriers` does when given the
+        stored buffers. Unused without buffers.
     bn_batches : int, optional
         Mini-batches for the recomputation; see `loss_barriers`.
     max_iter, seed : int

@@ -83,6 +83,9 @@ def stacked_forward_fn(
     """
     if any(True for _ in module.buffers()) or global_hooks_registered():
         return None
+    shared = sum(1 for _ in module.named_parameters(remove_duplicate=False))
+    if shared != sum(1 for _ in module.parameters()):
+        return None  # a tensor shared between two layers (tied weights)
     seen: set[int] = set()
     for _, child in module.named_modules(remove_duplicate=False):
         # A module used twice (tied layers, or one ReLU object at two places)
@@ -150,7 +153,7 @@ def _compile(module: nn.Module, prefix: str) -> list[_Layer] | None:
     if (
         type(module) not in _COVERED
         or _has_hooks(module)
-        or "forward" in vars(module)  # a forward set on the instance
+        or {"forward", "_call_impl"} & set(vars(module))  # set on the instance
     ):
         return None
     if type(module) is nn.Sequential:

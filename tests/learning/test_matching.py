@@ -994,7 +994,7 @@ def test_matching_include_buffers_needs_buffers() -> None:
 def test_derivation_rejects_tied_layers() -> None:
     layer = nn.Linear(6, 6)
     model = nn.Sequential(layer, nn.ReLU(), layer, nn.ReLU(), nn.Linear(6, 3))
-    with pytest.raises(PermutationSpecError, match=r"'2' \(Linear\).*same module"):
+    with pytest.raises(PermutationSpecError, match=r"'2\.weight' is the same tensor"):
         permutation_spec(model)
 
 
@@ -1012,3 +1012,18 @@ def test_shared_activation_is_walked_at_every_use() -> None:
     spec = permutation_spec(model)
     assert spec.sizes == {"0": 5, "2": 4}
     check_permutation_spec(model, spec, torch.randn(16, 6))
+
+
+def test_derivation_rejects_weight_shared_between_layers() -> None:
+    first, second = nn.Linear(8, 8), nn.Linear(8, 8)
+    second.weight = first.weight
+    model = nn.Sequential(nn.Linear(4, 8), first, nn.ReLU(), second, nn.Linear(8, 3))
+    with pytest.raises(PermutationSpecError, match=r"'3\.weight' is the same tensor"):
+        permutation_spec(model)
+
+
+def test_derivation_rejects_call_impl_set_on_instance() -> None:
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    model[1]._call_impl = lambda x: torch.tanh(x)  # type: ignore[method-assign]
+    with pytest.raises(PermutationSpecError, match="_call_impl set on the instance"):
+        permutation_spec(model)

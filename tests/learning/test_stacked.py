@@ -332,3 +332,27 @@ def test_reused_or_patched_modules_fall_back(make: Any) -> None:
     evaluator = StackedEvaluator(module, torch.device("cpu"))
     ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
     torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
+
+
+def shared_weight() -> nn.Module:
+    first, second = nn.Linear(4, 4), nn.Linear(4, 4)
+    second.weight = first.weight
+    return nn.Sequential(first, nn.ReLU(), second, nn.ReLU(), nn.Linear(4, 3))
+
+
+def patched_call() -> nn.Module:
+    module = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 3))
+    module[1]._call_impl = lambda x: torch.tanh(x) - 5  # type: ignore[method-assign]
+    return module
+
+
+@pytest.mark.parametrize("make", [shared_weight, patched_call], ids=["weight", "call"])
+def test_shared_weight_or_patched_call_falls_back(make: Any) -> None:
+    torch.manual_seed(7)
+    module = make()
+    assert stacked_forward_fn(module) is None
+    layout = ParamLayout.of(module)
+    x = torch.randn(6, 4)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
+    torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
