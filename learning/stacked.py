@@ -236,19 +236,20 @@ def _convolution(module: nn.Conv1d | nn.Conv2d, prefix: str) -> _Layer | None:
         # Channels-last input (R, B, *spatial, C).
         x = a.tensor if a.channels_last else a.tensor.movedim(2, -1)
         runs, batch = x.shape[:2]
-        channels = x.shape[-1]
-        patches = _im2col(x, kernel, stride, padding)
-        outs = patches.shape[2 : 2 + spatial]
-        patches = patches.reshape(runs, -1, channels * math.prod(kernel))
+        # (R, B * prod(outs), C_in * taps), plus a column of ones for the bias
+        patches = _im2col(x, kernel, stride, padding, has_bias)
+        outs = _output_sizes(x.shape[2:-1], kernel, stride, padding)
         # weight (R, C_out, C_in, *kernel) -> (R, C_in * taps, C_out), matching
         weight = params[weight_name]
         c_out = weight.shape[1]
         order = (0, *range(2, 3 + spatial), 1)
         matrix = weight.permute(order).reshape(runs, -1, c_out)
         if has_bias:
-            out = torch.baddbmm(params[bias_name].unsqueeze(1), patches, matrix)
-        else:
-            out = torch.bmm(patches, matrix)
+            # The bias is the last row, multiplied by the column of ones. This
+            # spares the pass that baddbmm makes to copy it into the output,
+            # and the product's backward gives its gradient without a sum.
+            matrix = torch.cat([matrix, params[bias_name].unsqueeze(1)], dim=1)
+        out = torch.bmm(patches, matrix)
         return _Activation(out.reshape(runs, batch, *outs, c_out), True)
 
     return apply
@@ -283,21 +284,15 @@ def _halving_convolution(weight_name: str, bias_name: str | None) -> _Layer:
             ],
             dim=1,
         )
-        if bias_name is None:
-            products = torch.bmm(pairs, matrix)
-        else:
-            # The bias goes into the first half only, so each output gets it once.
-            bias = params[bias_name]
-            halves = torch.cat([bias, torch.zeros_like(bias)], dim=1)
-            products = torch.baddbmm(halves.unsqueeze(1), pairs, matrix)
-        rows = products.reshape(runs, batch, length // 2, -1)
-        return _Activation(_shifted_sum(rows), True)
+        rows = torch.bmm(pairs, matrix).reshape(runs, batch, length // 2, -1)
+        bias = None if bias_name is None else params[bias_name]
+        return _Activation(_shifted_sum(rows, bias), True)
 
     return apply
 
 
-def _shifted_sum(rows: torch.Tensor) -> torch.Tensor:
-    out: torch.Tensor = _ShiftedSum.apply(rows)  # type: ignore[no-untyped-call]
+def _shifted_sum(rows: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    out: torch.Tensor = _ShiftedSum.apply(rows, bias)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -306,43 +301,69 @@ def _im2col(
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
     padding: tuple[int, ...],
+    ones: bool,
 ) -> torch.Tensor:
     patches: torch.Tensor = _Im2Col.apply(  # type: ignore[no-untyped-call]
-        x, kernel, stride, padding
+        x, kernel, stride, padding, ones
     )
     return patches
 
 
+def _output_sizes(
+    sizes: tuple[int, ...] | torch.Size,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+) -> tuple[int, ...]:
+    """Return a convolution's output sizes along its spatial dimensions."""
+    return tuple(
+        (n + 2 * p - k) // s + 1
+        for n, k, s, p in zip(sizes, kernel, stride, padding, strict=True)
+    )
+
+
 class _ShiftedSum(torch.autograd.Function):
-    """Row o's first half plus row o - 1's second half, along dimension 2."""
+    """Row o's first half plus row o - 1's second half, along dimension 2.
+
+    Rows have shape (R, B, n, 2C). The optional bias, shape (R, C), is added
+    in the same pass that copies the first halves.
+    """
 
     @staticmethod
     def forward(
-        ctx: torch.autograd.function.FunctionCtx, rows: torch.Tensor
+        ctx: torch.autograd.function.FunctionCtx,
+        rows: torch.Tensor,
+        bias: torch.Tensor | None,
     ) -> torch.Tensor:
         half = rows.shape[-1] // 2
-        out = rows[..., :half].clone()
+        if bias is None:
+            out = rows[..., :half].clone()
+        else:
+            out = rows[..., :half] + bias[:, None, None, :]
         out[:, :, 1:] += rows[:, :, :-1, half:]
+        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
         return out
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         half = grad.shape[-1]
         rows = grad.new_empty((*grad.shape[:-1], 2 * half))
         rows[..., :half] = grad
         rows[:, :, :-1, half:] = grad[:, :, 1:]
         rows[:, :, -1, half:] = 0
-        return rows
+        bias_grad = grad.sum(dim=(1, 2)) if ctx.has_bias else None  # type: ignore[attr-defined]
+        return rows, bias_grad
 
 
 class _Im2Col(torch.autograd.Function):
     """Gather convolution windows from channels-last inputs, with a fast backward.
 
-    Forward: x of shape (R, B, *spatial, C) to patches of shape
-    (R, B, *outs, C, *kernel), where patches[..., o, c, j] is the zero-padded
-    input at position o * stride + j, channel c. Backward: the gradient of x
+    Forward: x of shape (R, B, *spatial, C) to a matrix of shape
+    (R, B * prod(outs), C * taps), plus one column of ones with ``ones``. Its
+    entry at output position o and column (c, j) is the zero-padded input at
+    position o * stride + j, channel c. Backward: the gradient of x
     is the sum, over kernel taps, of the patches' gradient at that tap,
     accumulated by strided in-place additions, one per tap. Torch's own
     backward of `Tensor.unfold` computes the same sum but took three times
@@ -356,26 +377,36 @@ class _Im2Col(torch.autograd.Function):
         kernel: tuple[int, ...],
         stride: tuple[int, ...],
         padding: tuple[int, ...],
+        ones: bool,
     ) -> torch.Tensor:
         padded = _pad(x, padding)
         # Each unfold appends a window dimension: (R, B, *outs, C, *kernel).
         for dim, (k, s) in enumerate(zip(kernel, stride, strict=True), start=2):
             padded = padded.unfold(dim, k, s)
         ctx.geometry = (tuple(x.shape), kernel, stride, padding)  # type: ignore[attr-defined]
-        return padded.contiguous()
+        runs, batch = x.shape[:2]
+        width = x.shape[-1] * math.prod(kernel)
+        rows = batch * math.prod(padded.shape[2 : 2 + len(kernel)])
+        matrix = x.new_empty((runs, rows, width + int(ones)))
+        matrix[..., :width].view(padded.shape).copy_(padded)
+        if ones:
+            matrix[..., width] = 1
+        return matrix
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor | None, None, None, None]:
+    ) -> tuple[torch.Tensor | None, None, None, None, None]:
         shape, kernel, stride, padding = ctx.geometry  # type: ignore[attr-defined]
         spatial = len(kernel)
+        outs = _output_sizes(shape[2:-1], kernel, stride, padding)
+        width = shape[-1] * math.prod(kernel)
+        grad = grad[..., :width].reshape(*shape[:2], *outs, shape[-1], *kernel)
         padded_shape = [
             *shape[:2],
             *(n + 2 * p for n, p in zip(shape[2:-1], padding, strict=True)),
             shape[-1],
         ]
-        outs = grad.shape[2 : 2 + spatial]
         total = grad.new_zeros(padded_shape)
         # Taps in row-major order, the order of the flattened kernel dimensions.
         by_tap = grad.flatten(-spatial)
@@ -387,7 +418,7 @@ class _Im2Col(torch.autograd.Function):
             total[tuple(index)] += by_tap[..., t]
         interior = [slice(None), slice(None)]
         interior += [slice(p, p + n) for n, p in zip(shape[2:-1], padding, strict=True)]
-        return total[tuple(interior)], None, None, None
+        return total[tuple(interior)], None, None, None, None
 
 
 def _pad(x: torch.Tensor, padding: tuple[int, ...]) -> torch.Tensor:
