@@ -154,9 +154,25 @@ class StackedEvaluator:
                 " (n, ...) with n >= 1"
             )
         self._check_buffers(points, buffers)
+        # Integer inputs stay as they are: token ids for an embedding, say.
         if x.is_floating_point() and x.dtype != points.dtype:
             return x.to(points.dtype)
         return x
+
+    @staticmethod
+    def _check_labels(x: torch.Tensor, y: torch.Tensor) -> None:
+        """Check that y holds one integer class label per example of x."""
+        if y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"labels of shape {tuple(y.shape)} do not match the {x.shape[0]}"
+                " examples of x: pass one class index per example, shape"
+                f" ({x.shape[0]},)"
+            )
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise TypeError(
+                f"labels have dtype {y.dtype}; class indices are integers: pass"
+                " y.long()"
+            )
 
     def _check_buffers(
         self, points: torch.Tensor, buffers: torch.Tensor | None
@@ -219,6 +235,7 @@ class StackedEvaluator:
         Floating-point inputs are cast to the points' dtype.
         """
         x = self._check_inputs(points, x, buffers)
+        self._check_labels(x, y)
         losses, correct = [], []
         for start in range(0, points.shape[0], self.point_chunk):
             chunk = points[start : start + self.point_chunk].to(self.device)
@@ -288,6 +305,12 @@ class StackedEvaluator:
         Tensor
             Flat buffer vectors of shape (B, buffer_size), on the CPU.
         """
+        if points.dim() != 2 or points.shape[1] != self.layout.size:
+            raise ValueError(
+                f"points of shape {tuple(points.shape)} are not (B, {self.layout.size}):"
+                " pass one flat parameter vector per row; for one point use"
+                " point.unsqueeze(0)"
+            )
         self._check_buffers(points, buffers)
         work = copy.deepcopy(self.module)
         rows = []

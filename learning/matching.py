@@ -1277,8 +1277,8 @@ def weight_matching(
         `seed` is negative.
     """
     _check_spec_type(spec)
-    if max_iter < 1:
-        raise ValueError(f"max_iter = {max_iter} must be at least 1")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter = {max_iter!r} must be an int of at least 1")
     _checked_seed(seed)
     _check_pair(spec, a, b, include_buffers)
     tensors_a = _tensors_of(spec, a)

@@ -356,3 +356,17 @@ def test_shared_weight_or_patched_call_falls_back(make: Any) -> None:
     evaluator = StackedEvaluator(module, torch.device("cpu"))
     ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
     torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
+
+
+def test_evaluator_names_bad_labels_and_points() -> None:
+    module = nn.Sequential(nn.Linear(4, 3))
+    layout = ParamLayout.of(module)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    points = layout.flatten(module).unsqueeze(0)
+    x = torch.randn(5, 4)
+    with pytest.raises(ValueError, match=r"one class index per example, shape \(5,\)"):
+        evaluator.loss_and_accuracy(points, x, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"pass y\.long\(\)"):
+        evaluator.loss_and_accuracy(points, x, torch.zeros(5))
+    with pytest.raises(ValueError, match=r"point\.unsqueeze\(0\)"):
+        evaluator.recompute_buffers(points[0], x)
