@@ -35,11 +35,11 @@ Both ways must agree run by run:
   final point by up to 4.4% of its norm. The test accuracy moved by up to
   1.8 points.
 
-Before either way runs, `learning.cpu.retain_freed_memory` asks glibc to
-keep freed memory for reuse, as ``catinv reproduce`` does on the CPU. The
-setting is global to the process, so both ways run with it; it speeds up
-the vectorized pass, whose tensors are large, and leaves the loop's small
-ones alone. ``--return-freed-memory`` leaves malloc as it is.
+Before either way runs, `learning.cpu.retain_freed_memory` sets glibc's
+malloc to keep freed memory for reuse, as ``catinv reproduce`` does on the
+CPU. The setting is global to the process, so both ways run with it. It
+helps the vectorized pass, whose tensors are large, and leaves the loop's
+small ones alone. ``--return-freed-memory`` leaves malloc as it is.
 
 Run it with ``python benchmarks/bench_ensemble.py``. It took 25 s on an idle
 2-core CPU. ``--threads N`` sets torch's thread count, and ``--batch-size``

@@ -190,22 +190,9 @@ def analyze_homotopy(
     labels_test = dataset.y_test.numpy()
     correct = np.stack([np.asarray(r.test_predictions) == labels_test for r in usable])
 
-    classes = homotopy_classes(barriers, config.homotopy.tau)
-    labels = class_labels(classes, len(usable))
-    n_test = len(dataset.y_test)
     result.update(
-        status="computed",
-        barriers=barriers.tolist(),
-        classes=[[usable[i].name for i in members] for members in classes],
-        class_of_run={r.name: int(labels[i]) for i, r in enumerate(usable)},
-        class_stats=[_class_stats(accuracies[members], n_test) for members in classes],
-        gaps=accuracy_gaps(accuracies, labels, correct),
-        tau_sweep=[
-            _sweep_entry(barriers, tau, accuracies, correct)
-            for tau in sorted(set(config.homotopy.tau_sweep) | {config.homotopy.tau})
-        ],
+        _class_summary(config, dataset, usable, barriers, accuracies, correct)
     )
-    result["claims"] = _homotopy_verdicts(result["gaps"])
     if config.homotopy.align_permutations:
         result["modulo_permutations"] = _aligned_classes(
             config,
@@ -230,7 +217,7 @@ def _aligned_classes(
     correct: np.ndarray,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    """Barriers after weight matching, and the classes and gaps they give."""
+    """Compute the barriers after weight matching, and the classes and gaps they give."""
     result: dict[str, Any] = {
         "definition": (
             "For each pair a, b (a the earlier run), b's hidden units are permuted"
@@ -248,27 +235,45 @@ def _aligned_classes(
     barriers, distances = _cached_aligned_barriers(
         config, dataset, runs, device, cache_dir, spec, progress
     )
+    upper = np.triu_indices(len(runs), k=1)
+    result.update(
+        distance_before=distances[0].tolist(),
+        distance_after=distances[1].tolist(),
+        mean_distance_ratio=float(np.mean(distances[1][upper] / distances[0][upper])),
+    )
+    result.update(_class_summary(config, dataset, runs, barriers, accuracies, correct))
+    return result
+
+
+def _class_summary(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    runs: Sequence[RunResult],
+    barriers: np.ndarray,
+    accuracies: np.ndarray,
+    correct: np.ndarray,
+) -> dict[str, Any]:
+    """Return the classes a barrier matrix gives at tau, their accuracies and gaps."""
     tau = config.homotopy.tau
     classes = homotopy_classes(barriers, tau)
     labels = class_labels(classes, len(runs))
     n_test = len(dataset.y_test)
-    upper = np.triu_indices(len(runs), k=1)
-    result.update(
-        status="computed",
-        barriers=barriers.tolist(),
-        distance_before=distances[0].tolist(),
-        distance_after=distances[1].tolist(),
-        mean_distance_ratio=float(np.mean(distances[1][upper] / distances[0][upper])),
-        classes=[[runs[i].name for i in members] for members in classes],
-        class_stats=[_class_stats(accuracies[members], n_test) for members in classes],
-        gaps=accuracy_gaps(accuracies, labels, correct),
-        tau_sweep=[
+    gaps = accuracy_gaps(accuracies, labels, correct)
+    return {
+        "status": "computed",
+        "barriers": barriers.tolist(),
+        "classes": [[runs[i].name for i in members] for members in classes],
+        "class_of_run": {r.name: int(labels[i]) for i, r in enumerate(runs)},
+        "class_stats": [
+            _class_stats(accuracies[members], n_test) for members in classes
+        ],
+        "gaps": gaps,
+        "tau_sweep": [
             _sweep_entry(barriers, t, accuracies, correct)
             for t in sorted(set(config.homotopy.tau_sweep) | {tau})
         ],
-    )
-    result["claims"] = _homotopy_verdicts(result["gaps"])
-    return result
+        "claims": _homotopy_verdicts(gaps),
+    }
 
 
 def _cached_aligned_barriers(
@@ -282,12 +287,7 @@ def _cached_aligned_barriers(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the aligned barriers (n, n) and the distances before and after (2, n, n)."""
     key = {
-        "runs": [r.name for r in runs],
-        "points": [r.trajectory.end.digest for r in runs],
-        "data": config.data.model_dump(mode="json"),
-        "n_alpha": config.homotopy.n_alpha,
-        "bn_statistics": config.homotopy.bn_statistics,
-        "endpoint_statistics": config.homotopy.endpoint_statistics,
+        **_barrier_key(config, runs),
         "aligned": "weight matching, seed 0, 100 passes at most",
     }
     path = cache_dir / "aligned_barriers.npz"
@@ -336,14 +336,7 @@ def _cached_barriers(
     cache_dir: Path,
     progress: Progress | None,
 ) -> np.ndarray:
-    key = {
-        "runs": [r.name for r in runs],
-        "points": [r.trajectory.end.digest for r in runs],
-        "data": config.data.model_dump(mode="json"),
-        "n_alpha": config.homotopy.n_alpha,
-        "bn_statistics": config.homotopy.bn_statistics,
-        "endpoint_statistics": config.homotopy.endpoint_statistics,
-    }
+    key = _barrier_key(config, runs)
     path = cache_dir / "barriers.npz"
     cached = read_array_cache(path, repr(key))
     if cached is not None:
@@ -367,6 +360,18 @@ def _cached_barriers(
     )
     write_array_cache(path, repr(key), matrix.barriers)
     return matrix.barriers
+
+
+def _barrier_key(config: ExperimentConfig, runs: Sequence[RunResult]) -> dict[str, Any]:
+    """Return what a cached barrier matrix depends on."""
+    return {
+        "runs": [r.name for r in runs],
+        "points": [r.trajectory.end.digest for r in runs],
+        "data": config.data.model_dump(mode="json"),
+        "n_alpha": config.homotopy.n_alpha,
+        "bn_statistics": config.homotopy.bn_statistics,
+        "endpoint_statistics": config.homotopy.endpoint_statistics,
+    }
 
 
 def _batchnorm_convention(config: ExperimentConfig) -> str:

@@ -154,14 +154,14 @@ class StackedEvaluator:
                 " (n, ...) with n >= 1"
             )
         self._check_buffers(points, buffers)
-        # Integer inputs stay as they are: token ids for an embedding, say.
+        # Integer inputs stay as they are, such as token ids for an embedding.
         if x.is_floating_point() and x.dtype != points.dtype:
             return x.to(points.dtype)
         return x
 
     @staticmethod
     def _check_labels(x: torch.Tensor, y: torch.Tensor) -> None:
-        """Check that y holds one integer class label per example of x."""
+        """Check that y contains one integer class label per example of x."""
         if y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(
                 f"labels of shape {tuple(y.shape)} do not match the {x.shape[0]}"

@@ -15,8 +15,8 @@ are blocks of ``block`` consecutive entries (a channel axis flattened
 channel-major before a Linear layer) moves whole blocks.
 
 `weight_matching` looks for permutations of network b that bring it
-closest to network a in Euclidean distance. It runs coordinate descent: each
-step holds all permutations but one fixed and solves a linear assignment
+closest to network a in Euclidean distance. It runs coordinate descent. Each
+step keeps all permutations but one fixed and solves a linear assignment
 problem for that one, which maximizes the summed inner products of a's and
 permuted b's weights on its axes. The permutations are visited in random
 order until a full pass improves none of them. This is the weight matching
@@ -949,9 +949,9 @@ def check_permutation_spec(
         wrong, and the noise makes them differ. Use 0 to test the weights as
         given. Buffers get no noise.
     rtol : float, optional
-        Accepted change relative to the largest absolute logit (or to 1 if
-        that is smaller); by default the square root of the machine epsilon
-        of `dtype` (1.5e-8 for float64).
+        Accepted change relative to the largest absolute logit, or to 1 if
+        that is smaller. By default it is the square root of the machine
+        epsilon of `dtype` (1.5e-8 for float64).
     dtype : torch.dtype
         Floating-point type of the copy and of `x` during the test.
     seed : int
@@ -1143,8 +1143,8 @@ def _module_tensors(module: nn.Module, layout: ParamLayout) -> dict[str, torch.T
     """Return a module's parameters and floating-point buffers, detached, by name."""
     named: dict[str, torch.Tensor] = dict(module.named_parameters())
     named.update(module.named_buffers())
-    wanted = (*layout.names, *layout.buffer_names)
-    return {name: named[name].detach() for name in wanted}
+    names = (*layout.names, *layout.buffer_names)
+    return {name: named[name].detach() for name in names}
 
 
 def _derangement(size: int, generator: torch.Generator) -> torch.Tensor:
@@ -1223,11 +1223,10 @@ def weight_matching(
     Minimizes ||a - pi(b)||^2 over the permutations pi of the spec by
     coordinate descent. Because ||pi(b)|| does not depend on pi, this is the
     same as maximizing the inner product <a, pi(b)>. One step picks one
-    permutation, keeps the others fixed, and sets it to the solution of the
-    linear assignment problem whose cost of putting b's unit j at position i
-    is the summed inner product of a's unit i and b's unit j over every
-    tensor axis the permutation acts on
-    (`scipy.optimize.linear_sum_assignment`). A step is kept only if it
+    permutation, keeps the others fixed, and sets it to the solution of a
+    linear assignment problem (`scipy.optimize.linear_sum_assignment`). The
+    score of putting b's unit j at position i is the summed inner product of
+    a's unit i and b's unit j over every tensor axis the permutation acts on. A step is kept only if it
     raises the inner product. Each pass visits all permutations in a random
     order drawn from `seed`. The search stops after a pass without change,
     or after `max_iter` passes.

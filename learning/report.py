@@ -354,18 +354,26 @@ def _homotopy_section(results: dict[str, Any]) -> list[str]:
         "",
         "Classes at other thresholds:",
         "",
-        "| tau | classes | sizes | within-class mean gap | between-class mean gap |",
-        "|---|---|---|---|---|",
     ]
-    for s in h["tau_sweep"]:
-        lines.append(
-            f"| {s['tau']} | {s['n_classes']} | {s['class_sizes']}"
-            f" | {_fmt(s['within_class_mean_points'], 2)}"
-            f" | {_fmt(s['between_class_mean_points'], 2)} |"
-        )
+    lines += _sweep_table(h["tau_sweep"])
     if results.get("figures", {}).get("barriers"):
         lines += ["", f"![barrier matrix]({FIGURES['barriers']})"]
     return lines + _aligned_section(h)
+
+
+def _sweep_table(sweep: list[dict[str, Any]]) -> list[str]:
+    """Render the classes and gaps at each threshold of a tau sweep."""
+    lines = [
+        "| tau | classes | sizes | within-class mean gap | between-class mean gap |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in sweep:
+        lines.append(
+            f"| {entry['tau']} | {entry['n_classes']} | {entry['class_sizes']}"
+            f" | {_fmt(entry['within_class_mean_points'], 2)}"
+            f" | {_fmt(entry['between_class_mean_points'], 2)} |"
+        )
+    return lines
 
 
 def _aligned_section(h: dict[str, Any]) -> list[str]:
@@ -395,15 +403,8 @@ def _aligned_section(h: dict[str, Any]) -> list[str]:
             " coarser than those above."
         ),
         "",
-        "| tau | classes | sizes | within-class mean gap | between-class mean gap |",
-        "|---|---|---|---|---|",
     ]
-    for s in a["tau_sweep"]:
-        lines.append(
-            f"| {s['tau']} | {s['n_classes']} | {s['class_sizes']}"
-            f" | {_fmt(s['within_class_mean_points'], 2)}"
-            f" | {_fmt(s['between_class_mean_points'], 2)} |"
-        )
+    lines += _sweep_table(a["tau_sweep"])
     verdicts = a["claims"]
     lines += [
         "",

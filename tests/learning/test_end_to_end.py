@@ -246,7 +246,7 @@ def test_batchnorm_lines_recompute_statistics_at_the_ends(tmp_path: Path) -> Non
 
     Each end's loss on the line is then the loss with statistics recomputed
     on the training set, which differs from the loss with the stored running
-    averages; "stored" keeps the latter, and both are cached apart.
+    averages. "stored" keeps the latter, and the two are cached apart.
     """
     base = preset("tiny")
     model = base.model.model_copy(update={"batch_norm": True})

@@ -2,8 +2,8 @@
 
 For every layer `learning.stacked` covers, the outputs and the gradients of R
 stacked networks must equal those of R separate `functional_call`s up to
-float rounding (``ATOL`` and ``RTOL``), and a module with a layer it does not cover must
-give None, so that callers fall back to vmap.
+float rounding (``ATOL`` and ``RTOL``). A module with a layer it does not
+cover must give None, so that callers fall back to vmap.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def test_unflatten_refuses_wrong_input_size() -> None:
         forward({}, torch.randn(2, 3, 11))
 
 
-def test_a_broken_layer_is_caught() -> None:
+def test_stacked_forward_catches_wrong_weights() -> None:
     """The comparison itself must be able to fail: a wrong weight layout is seen."""
     torch.manual_seed(3)
     modules: list[nn.Module] = [nn.Sequential(nn.Linear(5, 4)) for _ in range(2)]
@@ -198,6 +198,14 @@ def test_a_broken_layer_is_caught() -> None:
         ]
     )
     assert not torch.allclose(forward(wrong, x), reference, atol=ATOL)
+
+
+def assert_evaluator_matches_module(module: nn.Module, x: torch.Tensor) -> None:
+    """Assert that StackedEvaluator returns what the module itself returns on x."""
+    layout = ParamLayout.of(module)
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
+    torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
 
 
 class Doubled(nn.Sequential):
@@ -247,17 +255,15 @@ def parametrized() -> nn.Module:
     ],
     ids=["sequential-subclass", "linear-subclass", "hook", "pre-hook", "parametrize"],
 )
-def test_custom_forward_falls_back_and_evaluates_correctly(make: Any) -> None:
-    """Subclasses, hooks and parametrizations are not covered; the evaluator
-    then uses vmap and returns what the module itself returns."""
+def test_custom_forward_falls_back(make: Any) -> None:
+    """Subclasses, hooks and parametrizations are not covered.
+
+    The evaluator then uses vmap and returns what the module itself returns.
+    """
     torch.manual_seed(4)
     module = make()
     assert stacked_forward_fn(module) is None
-    layout = ParamLayout.of(module)
-    x = torch.randn(5, 4)
-    evaluator = StackedEvaluator(module, torch.device("cpu"))
-    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
-    torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
+    assert_evaluator_matches_module(module, torch.randn(5, 4))
 
 
 def test_global_hook_falls_back() -> None:
@@ -327,11 +333,7 @@ def test_reused_or_patched_modules_fall_back(make: Any) -> None:
     torch.manual_seed(5)
     module = make()
     assert stacked_forward_fn(module) is None
-    layout = ParamLayout.of(module)
-    x = torch.randn(6, 4)
-    evaluator = StackedEvaluator(module, torch.device("cpu"))
-    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
-    torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
+    assert_evaluator_matches_module(module, torch.randn(6, 4))
 
 
 def shared_weight() -> nn.Module:
@@ -351,11 +353,7 @@ def test_shared_weight_or_patched_call_falls_back(make: Any) -> None:
     torch.manual_seed(7)
     module = make()
     assert stacked_forward_fn(module) is None
-    layout = ParamLayout.of(module)
-    x = torch.randn(6, 4)
-    evaluator = StackedEvaluator(module, torch.device("cpu"))
-    ours = evaluator.outputs(layout.flatten(module).unsqueeze(0), x)[0]
-    torch.testing.assert_close(ours, module(x), atol=ATOL, rtol=RTOL)
+    assert_evaluator_matches_module(module, torch.randn(6, 4))
 
 
 def test_evaluator_names_bad_labels_and_points() -> None:
