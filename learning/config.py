@@ -481,5 +481,9 @@ def describe_validation_error(error: ValidationError) -> str:
     for problem in error.errors():
         field = ".".join(str(part) for part in problem["loc"]) or "config"
         message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] != "missing" and not isinstance(
+            problem.get("input"), dict | list
+        ):
+            message += f" (got {problem.get('input')!r})"
         parts.append(f"{field}: {message}")
     return "; ".join(parts)

@@ -1312,7 +1312,8 @@ def weight_matching(
     matched = apply_permutation(spec, b, perms)
     before = _distance(spec, a, b, include_buffers)
     after = _distance(spec, a, matched, include_buffers)
-    logger.info(
+    # Debug, not info: the main job matches every pair of runs.
+    logger.debug(
         "weight matching: distance %.6g -> %.6g in %d passes", before, after, iterations
     )
     return MatchResult(perms, matched, before, after, iterations, converged)

@@ -66,6 +66,7 @@ def test_validation_error_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "homotopy.tau: Input should be greater than or equal to 0" in err
+    assert "(got -1.0)" in err
 
 
 def test_missing_local_data_named(
