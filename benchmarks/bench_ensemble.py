@@ -9,11 +9,12 @@ the final evaluation, which both ways perform, does not dominate the timing.
 
 The baseline is `learning.training.train_run` called once per run, as the
 main job calls it. Ours is one call of `learning.ensemble.train_ensemble`,
-which trains the 32 runs in one vectorized pass, with the losses computed
-as batched matrix products over the runs (`learning.stacked`). The same
-call with ``batched_products=False``, which computes them with vmap over
-`functional_call` instead, is timed too and printed beside them, so that
-the gain of the batched products over vmap is measured in the same run.
+which trains the 32 runs in one vectorized pass. It computes the losses as
+batched matrix products over the runs, and their gradients with the
+hand-written backward passes of `learning.stacked`. The same call with
+``batched_products=False``, which uses vmap over `functional_call` and
+autograd instead, is timed too and printed beside them, so that the gain
+over vmap is measured in the same run.
 (Its final evaluation still uses the batched products.) The last line
 printed is ``speedup: X``, the loop's wall-clock time over the ensemble's,
 all measured in this process.

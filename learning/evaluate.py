@@ -234,9 +234,39 @@ class StackedEvaluator:
 
         Floating-point inputs are cast to the points' dtype.
         """
+        loss, accuracy, _ = self._metrics(points, x, y, buffers, predictions=False)
+        return loss, accuracy
+
+    @torch.no_grad()
+    def metrics(
+        self,
+        points: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        buffers: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return loss, accuracy and predicted classes at each point, in one pass.
+
+        The loss and accuracy are those of `loss_and_accuracy`, shape (B,);
+        the predictions are the argmax of the outputs, shape (B, n), int64.
+        """
+        loss, accuracy, predicted = self._metrics(
+            points, x, y, buffers, predictions=True
+        )
+        assert predicted is not None
+        return loss, accuracy, predicted
+
+    def _metrics(
+        self,
+        points: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        buffers: torch.Tensor | None,
+        predictions: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         x = self._check_inputs(points, x, buffers)
         self._check_labels(x, y)
-        losses, correct = [], []
+        losses, correct, predicted = [], [], []
         for start in range(0, points.shape[0], self.point_chunk):
             chunk = points[start : start + self.point_chunk].to(self.device)
             buffer_chunk = self._buffer_chunk(buffers, start)
@@ -244,6 +274,7 @@ class StackedEvaluator:
                 chunk.shape[0], device=self.device, dtype=torch.float64
             )
             hits = torch.zeros(chunk.shape[0], device=self.device, dtype=torch.float64)
+            classes = []
             for i in range(0, x.shape[0], self.example_chunk):
                 xs = x[i : i + self.example_chunk].to(self.device)
                 ys = y[i : i + self.example_chunk].to(self.device)
@@ -252,10 +283,19 @@ class StackedEvaluator:
                     logits.flatten(0, 1), ys.repeat(chunk.shape[0]), reduction="none"
                 ).view(chunk.shape[0], -1)
                 loss_sum += per_example.double().sum(dim=1)
-                hits += (logits.argmax(dim=-1) == ys).double().sum(dim=1)
+                argmax = logits.argmax(dim=-1)
+                hits += (argmax == ys).double().sum(dim=1)
+                if predictions:
+                    classes.append(argmax.cpu())
             losses.append((loss_sum / x.shape[0]).cpu())
             correct.append((hits / x.shape[0]).cpu())
-        return torch.cat(losses), torch.cat(correct)
+            if predictions:
+                predicted.append(torch.cat(classes, dim=1))
+        return (
+            torch.cat(losses),
+            torch.cat(correct),
+            torch.cat(predicted) if predictions else None,
+        )
 
     def loss_fn(
         self, x: torch.Tensor, y: torch.Tensor, buffers: torch.Tensor | None = None

@@ -57,12 +57,13 @@ class ParamLayout:
             buffer_shapes=tuple(tuple(b.shape) for _, b in buffers),
         )
 
-    @property
+    @cached_property
     def sizes(self) -> tuple[int, ...]:
         """Number of entries of each tensor."""
+        # Cached: flat vectors are split at every optimizer step.
         return tuple(int(np.prod(shape)) for shape in self.shapes)
 
-    @property
+    @cached_property
     def size(self) -> int:
         """Length of the flat vector."""
         return sum(self.sizes)
@@ -97,12 +98,12 @@ class ParamLayout:
             for name, param in module.named_parameters():
                 param.copy_(tensors[name].to(param.device, param.dtype))
 
-    @property
+    @cached_property
     def buffer_sizes(self) -> tuple[int, ...]:
         """Number of entries of each floating-point buffer."""
         return tuple(int(np.prod(shape)) for shape in self.buffer_shapes)
 
-    @property
+    @cached_property
     def buffer_size(self) -> int:
         """Length of the flat buffer vector (0 for a module without buffers)."""
         return sum(self.buffer_sizes)

@@ -1,4 +1,4 @@
-"""Forward passes of many networks of one architecture, as batched matrix products.
+"""Forward and backward passes of many networks of one architecture at once.
 
 `torch.func.vmap` over `functional_call` evaluates R networks at once for
 any module. On the CPU, though, it turns their convolutions into one grouped
@@ -8,18 +8,28 @@ by one (benchmarks/bench_ensemble.py, 2-core CPU).
 This module evaluates the layers the library's models are made of with a
 leading run dimension directly. A linear map is one batched matrix product
 over the runs (`torch.baddbmm`). A convolution gathers its input windows
-(im2col, by strided slicing, whose backward pass is cheap) and is then a
-batched matrix product too. Activations between convolutions are kept
-channels-last, so that the gathered windows need no extra copy.
+(im2col) and is then a batched matrix product too. Activations between
+convolutions are kept channels-last, so that the gathered windows need no
+extra copy.
 
-`stacked_forward_fn` returns None for a module it does not cover, and
-callers then fall back to vmap. Covered: `nn.Sequential` and
-`FeatureClassifier` made of `nn.Linear`, `nn.Conv1d`, `nn.Conv2d` (groups
-1, dilation 1, zero padding), `nn.ReLU`, `nn.Identity`, `nn.Flatten` and
-`nn.Unflatten` over the example dimensions. These exact classes only, without
-hooks: a subclass may override ``forward``, and a hook may change what a
-layer returns, so either falls back to vmap, which calls them. BatchNorm is not covered: its
-running statistics are buffers that the vectorized training refuses anyway.
+Each layer has a hand-written backward pass. `StackedNetwork.loss_and_grad`
+uses them to return the runs' cross-entropy losses and their gradients
+without autograd's graph. Its intermediate tensors live in buffers that
+the next call reuses, so a training loop does not allocate fresh memory at
+each step (on the CPU, fresh memory costs page faults and cache misses),
+and a ReLU overwrites the output of the layer before it. `stacked_forward_fn`
+wraps the same passes in one `torch.autograd.Function`, so its outputs
+can be differentiated like any other.
+
+`StackedNetwork.of` (and `stacked_forward_fn`) return None for a module
+they do not cover, and callers then fall back to vmap. Covered:
+`nn.Sequential` and `FeatureClassifier` made of `nn.Linear`, `nn.Conv1d`,
+`nn.Conv2d` (groups 1, dilation 1, zero padding), `nn.ReLU`, `nn.Identity`,
+`nn.Flatten` and `nn.Unflatten` over the example dimensions. These exact
+classes only, without hooks: a subclass may override ``forward``, and a hook
+may change what a layer returns, so either falls back to vmap, which calls
+them. BatchNorm is not covered: its running statistics are buffers that the
+vectorized training refuses anyway.
 
 The results equal vmap's up to float rounding, since the products sum in
 another order.
@@ -30,38 +40,722 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from learning.models import FeatureClassifier
 
 StackedParams = dict[str, torch.Tensor]
 """Parameters by name, each with a leading run dimension of size R."""
 
-_Layer = Callable[[StackedParams, "_Activation"], "_Activation"]
+_Saved = Any
+"""Tensors and sizes that a layer's forward pass keeps for its backward pass."""
 
 
 class _Activation:
     """A batch of activations of R networks, shape (R, B, ...).
 
     With ``channels_last`` the example dimensions are (spatial..., C), where
-    the module itself would hold (C, spatial...).
+    the module itself would hold (C, spatial...). ``owned`` marks a tensor
+    that this pass wrote and that no layer keeps for its backward pass, so
+    the next layer may overwrite it.
     """
 
-    __slots__ = ("channels_last", "tensor")
+    __slots__ = ("channels_last", "owned", "tensor")
 
-    def __init__(self, tensor: torch.Tensor, channels_last: bool) -> None:
+    def __init__(self, tensor: torch.Tensor, channels_last: bool, owned: bool) -> None:
         self.tensor = tensor
         self.channels_last = channels_last
+        self.owned = owned
 
     def module_layout(self) -> torch.Tensor:
         """Return the tensor in the module's own (C, spatial...) layout."""
         if not self.channels_last:
             return self.tensor
-        dims = self.tensor.dim()
-        order = (0, 1, dims - 1, *range(2, dims - 1))
-        return self.tensor.permute(order)
+        return _to_module_layout(self.tensor)
+
+
+def _to_module_layout(x: torch.Tensor) -> torch.Tensor:
+    """Permute (R, B, *spatial, C) to (R, B, C, *spatial), as a view."""
+    dims = x.dim()
+    return x.permute(0, 1, dims - 1, *range(2, dims - 1))
+
+
+def _to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Permute (R, B, C, *spatial) to (R, B, *spatial, C), as a view."""
+    return x.movedim(2, -1)
+
+
+class _Buffers:
+    """Scratch tensors of one network, reused from call to call when ``keep``.
+
+    A buffer is found by its key and must have the same shape, dtype and
+    device as before; otherwise a new one is made. ``init`` runs only on a
+    new buffer: it sets the entries that no pass writes (zero padding, a
+    column of ones), which then stay as they are.
+    """
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.tensors: dict[tuple[int, str], torch.Tensor] = {}
+
+    def get(
+        self,
+        key: tuple[int, str],
+        shape: tuple[int, ...],
+        like: torch.Tensor,
+        init: Callable[[torch.Tensor], object] | None = None,
+    ) -> torch.Tensor:
+        """Return the buffer `key`, of `shape` and of `like`'s dtype and device."""
+        if self.keep:
+            found = self.tensors.get(key)
+            if (
+                found is not None
+                and tuple(found.shape) == shape
+                and found.dtype == like.dtype
+                and found.device == like.device
+            ):
+                return found
+        tensor = like.new_empty(shape)
+        if init is not None:
+            init(tensor)
+        if self.keep:
+            self.tensors[key] = tensor
+        return tensor
+
+
+class _Layer:
+    """One layer with a run dimension: a forward pass and its backward pass.
+
+    ``forward`` returns the output activation and what the backward pass
+    needs. ``backward`` takes the gradient of the loss with respect to the
+    output, in the output's layout, and may overwrite it. It adds the
+    parameters' gradients to `grads`. When `need_input` is set, it returns
+    the gradient with respect to the input, in the input tensor's layout;
+    otherwise it returns None.
+    """
+
+    key = 0
+
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        raise NotImplementedError
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def has_params(self) -> bool:
+        return False
+
+
+class _Identity(_Layer):
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        return a, None
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        return grad
+
+
+class _ReLU(_Layer):
+    """ReLU, in place on a tensor the pass owns; it keeps its output."""
+
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        out = a.tensor.relu_() if a.owned else torch.relu(a.tensor)
+        return _Activation(out, a.channels_last, owned=False), out
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        # Zero the gradient where the output is zero, as ReLU's own backward
+        # does (the derivative at 0 is taken as 0), in place.
+        out: torch.Tensor = torch.ops.aten.threshold_backward.grad_input(
+            grad, saved, 0, grad_input=grad
+        )
+        return out
+
+
+class _Flatten(_Layer):
+    """nn.Flatten(1, -1): to (R, B, n) in the module's own order."""
+
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        saved = (tuple(a.tensor.shape), a.channels_last)
+        x = a.tensor
+        runs, batch = x.shape[:2]
+        if a.channels_last and x.dim() > 3:
+            module_shape = tuple(_to_module_layout(x).shape)
+            out = buffers.get((self.key, "out"), module_shape, x)
+            out.copy_(_to_module_layout(x))
+            return _Activation(out.view(runs, batch, -1), False, owned=True), saved
+        flat = a.module_layout().reshape(runs, batch, -1)
+        return _Activation(flat, False, owned=a.owned), saved
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        shape, channels_last = saved
+        if not channels_last:
+            return grad.reshape(shape)
+        module_shape = (*shape[:2], shape[-1], *shape[2:-1])
+        # The layers before take their gradient channels-last and contiguous.
+        out = buffers.get((self.key, "grad"), shape, grad)
+        out.copy_(_to_channels_last(grad.reshape(module_shape)))
+        return out
+
+
+class _Unflatten(_Layer):
+    """nn.Unflatten(1, shape): (R, B, n) to (R, B, *shape)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        x = a.module_layout()
+        if x.dim() != 3 or x.shape[2] != math.prod(self.shape):
+            raise ValueError(
+                f"Unflatten to {self.shape} got activations of shape"
+                f" {tuple(x.shape[1:])} per run; it needs"
+                f" (batch, {math.prod(self.shape)})"
+            )
+        out = x.reshape(*x.shape[:2], *self.shape)
+        return _Activation(out, False, owned=a.owned), tuple(x.shape)
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        return grad.reshape(saved)
+
+
+class _Linear(_Layer):
+    """nn.Linear: one batched product over the runs, on the last dimension."""
+
+    def __init__(self, prefix: str, has_bias: bool) -> None:
+        self.weight = f"{prefix}weight"
+        self.bias = f"{prefix}bias" if has_bias else None
+
+    def has_params(self) -> bool:
+        return True
+
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        x = a.module_layout()
+        runs, batch = x.shape[:2]
+        flat = x.reshape(runs, -1, x.shape[-1])
+        weight = params[self.weight]
+        shape = (runs, flat.shape[1], weight.shape[1])
+        out = buffers.get((self.key, "out"), shape, flat)
+        if self.bias is None:
+            torch.bmm(flat, weight.transpose(1, 2), out=out)
+        else:
+            bias = params[self.bias].unsqueeze(1)
+            torch.baddbmm(bias, flat, weight.transpose(1, 2), out=out)
+        result = out.view(runs, batch, *x.shape[2:-1], weight.shape[1])
+        return _Activation(result, False, owned=True), (flat, x.shape, a.channels_last)
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        flat, shape, channels_last = saved
+        weight = params[self.weight]
+        rows = grad.reshape(flat.shape[0], flat.shape[1], -1)
+        grads[self.weight] = torch.bmm(rows.transpose(1, 2), flat)
+        if self.bias is not None:
+            grads[self.bias] = rows.sum(dim=1)
+        if not need_input:
+            return None
+        out = buffers.get((self.key, "grad"), tuple(flat.shape), grad)
+        torch.bmm(rows, weight, out=out)
+        result = out.view(shape)
+        return _to_channels_last(result) if channels_last else result
+
+
+class _Convolution(_Layer):
+    """nn.Conv1d or nn.Conv2d as im2col and one batched product.
+
+    The input is gathered channels-last into a matrix of shape
+    (R, B * prod(outs), C_in * taps). When the layer has a bias, the matrix
+    gets a last column of ones, and the weight matrix, (C_in * taps, C_out),
+    gets the bias as its last row. Entry (o, (c, j)) of the gathered matrix is
+    the zero-padded input at position o * stride + j, channel c. The
+    backward pass scatters the gathered matrix's gradient back with one
+    strided in-place addition per kernel tap.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        has_bias: bool,
+        kernel: tuple[int, ...],
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+    ) -> None:
+        self.weight = f"{prefix}weight"
+        self.bias = f"{prefix}bias" if has_bias else None
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+
+    def has_params(self) -> bool:
+        return True
+
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        x = a.tensor if a.channels_last else _to_channels_last(a.tensor)
+        runs, batch = x.shape[:2]
+        channels = x.shape[-1]
+        outs = _output_sizes(x.shape[2:-1], self.kernel, self.stride, self.padding)
+        if any(n < 1 for n in outs):
+            raise ValueError(
+                f"a convolution with kernel {self.kernel}, stride {self.stride} and"
+                f" padding {self.padding} got inputs of spatial size"
+                f" {tuple(x.shape[2:-1])}, which leave no output position"
+            )
+        width = channels * math.prod(self.kernel)
+        n_rows = batch * math.prod(outs)
+        has_bias = self.bias is not None
+
+        def set_ones(matrix: torch.Tensor) -> None:
+            if has_bias:
+                matrix[..., width] = 1
+
+        patches = buffers.get(
+            (self.key, "patches"), (runs, n_rows, width + has_bias), x, set_ones
+        )
+        windows = self._padded(x, buffers)
+        # Each unfold appends a window dimension: (R, B, *outs, C, *kernel).
+        for dim, (k, s) in enumerate(zip(self.kernel, self.stride, strict=True), 2):
+            windows = windows.unfold(dim, k, s)
+        patches[..., :width].view(windows.shape).copy_(windows)
+
+        matrix = self._matrix(params)
+        out = buffers.get((self.key, "out"), (runs, n_rows, matrix.shape[2]), x)
+        torch.bmm(patches, matrix, out=out)
+        result = out.view(runs, batch, *outs, matrix.shape[2])
+        saved = (patches, matrix, tuple(x.shape), a.channels_last)
+        return _Activation(result, True, owned=True), saved
+
+    def _padded(self, x: torch.Tensor, buffers: _Buffers) -> torch.Tensor:
+        """Return x zero-padded along its spatial dimensions."""
+        if not any(self.padding):
+            return x
+        sizes = [n + 2 * p for n, p in zip(x.shape[2:-1], self.padding, strict=True)]
+        shape = (*x.shape[:2], *sizes, x.shape[-1])
+        padded = buffers.get((self.key, "padded"), shape, x, torch.Tensor.zero_)
+        # Only the interior is written, so the border stays zero.
+        padded[self._interior(x.shape)].copy_(x)
+        return padded
+
+    def _interior(self, shape: tuple[int, ...] | torch.Size) -> tuple[slice, ...]:
+        index = [slice(None), slice(None)]
+        index += [
+            slice(p, p + n) for n, p in zip(shape[2:-1], self.padding, strict=True)
+        ]
+        return tuple(index)
+
+    def _matrix(self, params: StackedParams) -> torch.Tensor:
+        """Return the weights (and bias) as a (R, C_in * taps (+ 1), C_out) matrix."""
+        weight = params[self.weight]  # (R, C_out, C_in, *kernel)
+        runs, c_out = weight.shape[:2]
+        order = (0, *range(2, weight.dim()), 1)
+        matrix = weight.permute(order).reshape(runs, -1, c_out)
+        if self.bias is None:
+            return matrix.contiguous()
+        # The bias is the last row, multiplied by the column of ones. This
+        # spares the pass that baddbmm makes to copy it into the output,
+        # and the product's backward gives its gradient without a sum.
+        return torch.cat([matrix, params[self.bias].unsqueeze(1)], dim=1)
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        patches, matrix, shape, channels_last = saved
+        runs, n_rows = patches.shape[:2]
+        rows = grad.reshape(runs, n_rows, -1)
+        product = torch.bmm(patches.transpose(1, 2), rows)
+        width = shape[-1] * math.prod(self.kernel)
+        c_in, c_out = shape[-1], rows.shape[2]
+        kernel_grad = product[:, :width].reshape(runs, c_in, *self.kernel, c_out)
+        grads[self.weight] = kernel_grad.movedim(-1, 1)
+        if self.bias is not None:
+            grads[self.bias] = product[:, width]
+        if not need_input:
+            return None
+
+        gathered = buffers.get((self.key, "grad_patches"), (runs, n_rows, width), grad)
+        torch.bmm(rows, matrix[:, :width].transpose(1, 2), out=gathered)
+        result = self._scatter(gathered, shape, buffers)
+        return result if channels_last else result.movedim(-1, 2)
+
+    def _scatter(
+        self, gathered: torch.Tensor, shape: tuple[int, ...], buffers: _Buffers
+    ) -> torch.Tensor:
+        """Sum the gathered matrix's gradient back onto the input positions."""
+        spatial = len(self.kernel)
+        outs = _output_sizes(shape[2:-1], self.kernel, self.stride, self.padding)
+        by_tap = gathered.view(*shape[:2], *outs, shape[-1], *self.kernel)
+        by_tap = by_tap.flatten(-spatial)
+        sizes = [n + 2 * p for n, p in zip(shape[2:-1], self.padding, strict=True)]
+        total = buffers.get(
+            (self.key, "grad_padded"), (*shape[:2], *sizes, shape[-1]), gathered
+        )
+        total.zero_()
+        # Taps in row-major order, the order of the flattened kernel dimensions.
+        taps = itertools.product(*(range(k) for k in self.kernel))
+        for t, tap in enumerate(taps):
+            index: list[slice] = [slice(None), slice(None)]
+            for j, out, s in zip(tap, outs, self.stride, strict=True):
+                index.append(slice(j, j + s * (out - 1) + 1, s))
+            total[tuple(index)] += by_tap[..., t]
+        return total[self._interior(shape)]
+
+
+class _HalvingConvolution(_Layer):
+    """A 1-D convolution with kernel 3, stride 2 and padding 1.
+
+    Output o reads inputs 2o - 1, 2o and 2o + 1, through the taps W0, W1
+    and W2 (each C_out x C_in). Viewing the channels-last input (R, B, L, C)
+    as pairs (R, B, L / 2, 2C) puts inputs 2o and 2o + 1 in row o, without
+    a copy. One batched product of the pairs with [W1 W2]^T gives
+    W1 x(2o) + W2 x(2o + 1) + bias, and one of their second halves with W0^T
+    gives W0 x(2o + 1), which output o + 1 needs. Output o is the first
+    product's row o plus the second's row o - 1 (none for o = 0: padding).
+    This reads the input in place, where gathering windows would copy it
+    one and a half times, and its backward pass needs no scattered sum.
+    """
+
+    def __init__(self, prefix: str, has_bias: bool) -> None:
+        self.weight = f"{prefix}weight"
+        self.bias = f"{prefix}bias" if has_bias else None
+
+    def has_params(self) -> bool:
+        return True
+
+    def forward(
+        self, params: StackedParams, a: _Activation, buffers: _Buffers
+    ) -> tuple[_Activation, _Saved]:
+        x = a.tensor if a.channels_last else _to_channels_last(a.tensor)
+        runs, batch, length, channels = x.shape
+        if length % 2 or not x.is_contiguous():
+            # An odd length gets a zero at the end, which no output reads
+            # with a nonzero weight; the pairs need a contiguous input.
+            even = length + length % 2
+            shape = (runs, batch, even, channels)
+            padded = buffers.get((self.key, "even"), shape, x, torch.Tensor.zero_)
+            padded[:, :, :length].copy_(x)
+            x = padded
+        n = x.shape[2] // 2
+        pairs = x.view(runs, batch * n, 2 * channels)
+        first_taps, last_tap = self._matrices(params)
+        c_out = last_tap.shape[2]
+
+        out = buffers.get((self.key, "out"), (runs, batch * n, c_out), x)
+        if self.bias is None:
+            torch.bmm(pairs, first_taps, out=out)
+        else:
+            torch.baddbmm(params[self.bias].unsqueeze(1), pairs, first_taps, out=out)
+        carried = buffers.get((self.key, "carried"), (runs, batch * n, c_out), x)
+        torch.bmm(pairs[..., channels:], last_tap, out=carried)
+        out = out.view(runs, batch, n, c_out)
+        out[:, :, 1:] += carried.view(runs, batch, n, c_out)[:, :, :-1]
+        saved = (pairs, first_taps, last_tap, length, a.channels_last)
+        return _Activation(out, True, owned=True), saved
+
+    def _matrices(self, params: StackedParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return [W1 W2]^T, shape (R, 2C_in, C_out), and W0^T, (R, C_in, C_out)."""
+        taps = params[self.weight].permute(0, 3, 2, 1)  # (R, 3, C_in, C_out)
+        first = torch.cat([taps[:, 1], taps[:, 2]], dim=1)
+        return first, taps[:, 0].contiguous()
+
+    def backward(
+        self,
+        params: StackedParams,
+        saved: _Saved,
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        grads: StackedParams,
+        need_input: bool,
+    ) -> torch.Tensor | None:
+        pairs, first_taps, last_tap, length, channels_last = saved
+        runs, batch, n, c_out = grad.shape
+        c_in = last_tap.shape[1]
+        rows = grad.reshape(runs, batch * n, c_out)
+        # Row o of the second product went to output o + 1 (the last row
+        # went nowhere), so its gradient is the outputs' shifted by one.
+        shifted = buffers.get((self.key, "grad_carried"), (runs, batch, n, c_out), grad)
+        shifted[:, :, :-1] = grad[:, :, 1:]
+        shifted[:, :, -1] = 0
+        carried = shifted.view(runs, batch * n, c_out)
+
+        first = torch.bmm(pairs.transpose(1, 2), rows)  # (R, 2C_in, C_out)
+        last = torch.bmm(pairs[..., c_in:].transpose(1, 2), carried)
+        taps = [last, first[:, :c_in], first[:, c_in:]]  # W0, W1, W2, transposed
+        grads[self.weight] = torch.stack(taps, dim=-1).transpose(1, 2)
+        if self.bias is not None:
+            grads[self.bias] = rows.sum(dim=1)
+        if not need_input:
+            return None
+
+        out = buffers.get((self.key, "grad"), tuple(pairs.shape), grad)
+        torch.bmm(rows, first_taps.transpose(1, 2), out=out)
+        # A product into the strided second halves would be slower than
+        # this product into a buffer and an addition.
+        through_last = buffers.get(
+            (self.key, "grad_last"), tuple(carried.shape[:2]) + (c_in,), grad
+        )
+        torch.bmm(carried, last_tap.transpose(1, 2), out=through_last)
+        out[..., c_in:] += through_last
+        result = out.view(runs, batch, -1, c_in)[:, :, :length]
+        return result if channels_last else result.movedim(-1, 2)
+
+
+def _output_sizes(
+    sizes: tuple[int, ...] | torch.Size,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+) -> tuple[int, ...]:
+    """Return a convolution's output sizes along its spatial dimensions."""
+    return tuple(
+        (n + 2 * p - k) // s + 1
+        for n, k, s, p in zip(sizes, kernel, stride, padding, strict=True)
+    )
+
+
+class StackedNetwork:
+    """R networks of one architecture, evaluated and differentiated together.
+
+    Build one with `StackedNetwork.of`. Parameters are passed as a dict from
+    the names of ``module.named_parameters()`` to tensors with a leading run
+    dimension R, inputs as (R, B, ...): row r of every result is what
+    ``functional_call(module, params[r], x[r])`` would give.
+
+    NOTE: `loss_and_grad` reuses its scratch buffers from call to call, so
+    two calls on one `StackedNetwork` must not run at once (from two
+    threads, say). `forward` and `stacked_forward_fn` allocate new ones.
+    """
+
+    def __init__(self, layers: list[_Layer]) -> None:
+        self.layers = layers
+        for key, layer in enumerate(layers):
+            layer.key = key
+        with_params = [i for i, layer in enumerate(layers) if layer.has_params()]
+        self.first_with_params = with_params[0] if with_params else len(layers)
+        self.buffers = _Buffers(keep=True)
+
+    @classmethod
+    def of(cls, module: nn.Module) -> StackedNetwork | None:
+        """Return the stacked form of `module`, or None if it is not covered.
+
+        None is returned for a layer or setting this module does not cover
+        (see the module notes) and for a subclass of a covered layer, which
+        may compute something else. It is also returned for a module with
+        hooks, buffers, a forward set on an instance, or one module object
+        used at two places, and while a global module hook is registered.
+        """
+        if any(True for _ in module.buffers()) or global_hooks_registered():
+            return None
+        shared = sum(1 for _ in module.named_parameters(remove_duplicate=False))
+        if shared != sum(1 for _ in module.parameters()):
+            return None  # a tensor shared between two layers (tied weights)
+        seen: set[int] = set()
+        for _, child in module.named_modules(remove_duplicate=False):
+            # A module used twice (tied layers, or one ReLU object at two
+            # places) is listed once by named_children; vmap's functional_call
+            # handles it.
+            if id(child) in seen:
+                return None
+            seen.add(id(child))
+        layers = _compile(module, "")
+        return None if layers is None else cls(layers)
+
+    def forward(self, params: StackedParams, x: torch.Tensor) -> torch.Tensor:
+        """Return the outputs (R, B, ...) of the R networks on inputs x."""
+        out, _ = self._forward(params, x, _Buffers(keep=False), keep_saved=False)
+        return out
+
+    def loss_and_grad(
+        self, params: StackedParams, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, StackedParams]:
+        """Return each run's mean cross-entropy loss and its gradient.
+
+        Parameters
+        ----------
+        params : dict of Tensor
+            Parameters by name, each of shape (R, ...); they need no
+            ``requires_grad``.
+        x : Tensor
+            Inputs, shape (R, B, ...): run r's minibatch is x[r].
+        y : Tensor
+            Integer class labels, shape (R, B).
+
+        Returns
+        -------
+        losses : Tensor
+            Shape (R,): run r's mean loss over its B examples.
+        grads : dict of Tensor
+            The gradient of ``losses[r]`` with respect to ``params[name][r]``,
+            in row r of ``grads[name]``.
+        """
+        logits, tape = self._forward(params, x, self.buffers, keep_saved=True)
+        scores = logits.reshape(-1, logits.shape[-1])
+        labels = y.reshape(-1, 1)
+        log_probs = torch.log_softmax(scores, dim=-1)
+        per_example = -log_probs.gather(1, labels).view(y.shape)
+        losses = per_example.mean(dim=1)
+
+        # d(mean loss)/d(logits) = (softmax - one_hot(label)) / B, per run,
+        # rounded as autograd rounds it: softmax * (1 / B), then minus 1 / B
+        # at the label. Training amplifies last-bit differences, so this keeps
+        # the runs as close as it can to those of train_run.
+        inverse = torch.ones((), dtype=log_probs.dtype, device=log_probs.device)
+        inverse = inverse / y.shape[1]
+        grad = log_probs.exp_().mul_(inverse)
+        grad.scatter_add_(1, labels, (-inverse).expand(labels.shape))
+        grads = self._backward(
+            params, tape, grad.view(logits.shape), self.buffers, need_input=False
+        )
+        return losses, grads
+
+    def _forward(
+        self,
+        params: StackedParams,
+        x: torch.Tensor,
+        buffers: _Buffers,
+        keep_saved: bool,
+    ) -> tuple[torch.Tensor, list[_Saved]]:
+        """Return the outputs, in the module's layout, and what backward needs."""
+        activation = _Activation(x, channels_last=False, owned=False)
+        tape: list[_Saved] = []
+        for layer in self.layers:
+            activation, saved = layer.forward(params, activation, buffers)
+            if keep_saved:
+                tape.append(saved)
+        tape.append(activation.channels_last)
+        return activation.module_layout(), tape
+
+    def _backward(
+        self,
+        params: StackedParams,
+        tape: list[_Saved],
+        grad: torch.Tensor,
+        buffers: _Buffers,
+        need_input: bool,
+    ) -> StackedParams:
+        """Return the parameters' gradients, and the input's under ``"input"``.
+
+        `grad` is the gradient with respect to the outputs, in the module's
+        layout; the layers may overwrite it.
+        """
+        grads: StackedParams = {}
+        current: torch.Tensor | None = grad
+        if tape[-1]:  # the last layer's output is channels-last
+            current = _to_channels_last(grad)
+        stop = 0 if need_input else self.first_with_params
+        for index in range(len(self.layers) - 1, stop - 1, -1):
+            assert current is not None
+            wants_input = need_input or index > self.first_with_params
+            current = self.layers[index].backward(
+                params, tape[index], current, buffers, grads, wants_input
+            )
+        if need_input and current is not None:
+            grads["input"] = current
+        return grads
+
+
+class _StackedFunction(torch.autograd.Function):
+    """The forward pass of a StackedNetwork, with its own backward pass."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        network: StackedNetwork,
+        names: tuple[str, ...],
+        x: torch.Tensor,
+        *tensors: torch.Tensor,
+    ) -> torch.Tensor:
+        params = dict(zip(names, tensors, strict=True))
+        out, tape = network._forward(params, x, _Buffers(keep=False), keep_saved=True)
+        ctx.network, ctx.names = network, names  # type: ignore[attr-defined]
+        ctx.params, ctx.tape = params, tape  # type: ignore[attr-defined]
+        # A layer may keep its output (ReLU does); returning a copy keeps the
+        # output tensor, which refers to this node, out of the saved state.
+        return out.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        network: StackedNetwork = ctx.network  # type: ignore[attr-defined]
+        names: tuple[str, ...] = ctx.names  # type: ignore[attr-defined]
+        need_input = bool(ctx.needs_input_grad[2])  # type: ignore[attr-defined]
+        grads = network._backward(
+            ctx.params,  # type: ignore[attr-defined]
+            ctx.tape,  # type: ignore[attr-defined]
+            grad.clone(),  # the layers overwrite it, and autograd may reuse it
+            _Buffers(keep=False),
+            need_input,
+        )
+        return None, None, grads.get("input"), *(grads.get(n) for n in names)
 
 
 def stacked_forward_fn(
@@ -73,35 +767,26 @@ def stacked_forward_fn(
     a dict from the names of ``module.named_parameters()`` to tensors with a
     leading run dimension R; the second is inputs of shape (R, B, ...). It
     returns outputs of shape (R, B, ...), whose row r is
-    ``functional_call(module, params[r], x[r])``.
+    ``functional_call(module, params[r], x[r])``. Autograd differentiates
+    them once (not twice) with respect to the parameters and the inputs.
 
-    Returns None when `module` contains a layer or setting this module does
-    not cover (see the module notes), or a subclass of a covered layer, which
-    may compute something else. It also returns None for a module with hooks,
-    buffers, a forward set on an instance, or one module object used at two
-    places, and while a global module hook is registered.
+    Returns None where `StackedNetwork.of` does.
     """
-    if any(True for _ in module.buffers()) or global_hooks_registered():
+    network = StackedNetwork.of(module)
+    if network is None:
         return None
-    shared = sum(1 for _ in module.named_parameters(remove_duplicate=False))
-    if shared != sum(1 for _ in module.parameters()):
-        return None  # a tensor shared between two layers (tied weights)
-    seen: set[int] = set()
-    for _, child in module.named_modules(remove_duplicate=False):
-        # A module used twice (tied layers, or one ReLU object at two places)
-        # is listed once by named_children; vmap's functional_call handles it.
-        if id(child) in seen:
-            return None
-        seen.add(id(child))
-    layers = _compile(module, "")
-    if layers is None:
-        return None
+    stacked = network
 
     def forward(params: StackedParams, x: torch.Tensor) -> torch.Tensor:
-        activation = _Activation(x, channels_last=False)
-        for layer in layers:
-            activation = layer(params, activation)
-        return activation.module_layout()
+        tensors = tuple(params.values())
+        if torch.is_grad_enabled() and (
+            x.requires_grad or any(t.requires_grad for t in tensors)
+        ):
+            out: torch.Tensor = _StackedFunction.apply(  # type: ignore[no-untyped-call]
+                stacked, tuple(params), x, *tensors
+            )
+            return out
+        return stacked.forward(params, x)
 
     return forward
 
@@ -174,48 +859,26 @@ def _compile(module: nn.Module, prefix: str) -> list[_Layer] | None:
 
 def _leaf(module: nn.Module, prefix: str) -> _Layer | None:
     if isinstance(module, nn.Linear):
-        return _linear(prefix, module.bias is not None)
+        return _Linear(prefix, module.bias is not None)
     if isinstance(module, nn.Conv1d | nn.Conv2d):
         return _convolution(module, prefix)
     if isinstance(module, nn.ReLU):
-        return _relu
+        return _ReLU()
     if isinstance(module, nn.Identity):
-        return _identity
+        return _Identity()
     if isinstance(module, nn.Flatten):
-        return _flatten(module)
+        if module.start_dim != 1 or module.end_dim != -1:
+            return None
+        return _Flatten()
     if isinstance(module, nn.Unflatten):
-        return _unflatten(module)
+        if module.dim != 1 or not isinstance(module.unflattened_size, tuple | list):
+            return None
+        return _Unflatten(tuple(int(s) for s in module.unflattened_size))
     return None
 
 
-def _identity(params: StackedParams, a: _Activation) -> _Activation:
-    return a
-
-
-def _relu(params: StackedParams, a: _Activation) -> _Activation:
-    return _Activation(torch.relu(a.tensor), a.channels_last)
-
-
-def _linear(prefix: str, has_bias: bool) -> _Layer:
-    weight_name, bias_name = f"{prefix}weight", f"{prefix}bias"
-
-    def apply(params: StackedParams, a: _Activation) -> _Activation:
-        x = a.module_layout()
-        runs, batch = x.shape[:2]
-        flat = x.reshape(runs, -1, x.shape[-1])
-        weight = params[weight_name].transpose(1, 2)
-        if has_bias:
-            out = torch.baddbmm(params[bias_name].unsqueeze(1), flat, weight)
-        else:
-            out = torch.bmm(flat, weight)
-        return _Activation(out.reshape(runs, batch, *x.shape[2:-1], -1), False)
-
-    return apply
-
-
 def _convolution(module: nn.Conv1d | nn.Conv2d, prefix: str) -> _Layer | None:
-    """Return an im2col convolution, or None for settings it does not cover."""
-    spatial = len(module.kernel_size)
+    """Return a convolution layer, or None for settings it does not cover."""
     if (
         module.groups != 1
         or any(d != 1 for d in module.dilation)
@@ -226,234 +889,7 @@ def _convolution(module: nn.Conv1d | nn.Conv2d, prefix: str) -> _Layer | None:
     kernel = tuple(module.kernel_size)
     stride = tuple(module.stride)
     padding = tuple(int(p) for p in module.padding)
-    weight_name, bias_name = f"{prefix}weight", f"{prefix}bias"
     has_bias = module.bias is not None
-
     if kernel == (3,) and stride == (2,) and padding == (1,):
-        return _halving_convolution(weight_name, bias_name if has_bias else None)
-
-    def apply(params: StackedParams, a: _Activation) -> _Activation:
-        # Channels-last input (R, B, *spatial, C).
-        x = a.tensor if a.channels_last else a.tensor.movedim(2, -1)
-        runs, batch = x.shape[:2]
-        # (R, B * prod(outs), C_in * taps), plus a column of ones for the bias
-        patches = _im2col(x, kernel, stride, padding, has_bias)
-        outs = _output_sizes(x.shape[2:-1], kernel, stride, padding)
-        # weight (R, C_out, C_in, *kernel) -> (R, C_in * taps, C_out), matching
-        weight = params[weight_name]
-        c_out = weight.shape[1]
-        order = (0, *range(2, 3 + spatial), 1)
-        matrix = weight.permute(order).reshape(runs, -1, c_out)
-        if has_bias:
-            # The bias is the last row, multiplied by the column of ones. This
-            # spares the pass that baddbmm makes to copy it into the output,
-            # and the product's backward gives its gradient without a sum.
-            matrix = torch.cat([matrix, params[bias_name].unsqueeze(1)], dim=1)
-        out = torch.bmm(patches, matrix)
-        return _Activation(out.reshape(runs, batch, *outs, c_out), True)
-
-    return apply
-
-
-def _halving_convolution(weight_name: str, bias_name: str | None) -> _Layer:
-    """Return a 1-D convolution with kernel 3, stride 2 and padding 1.
-
-    Output o reads inputs 2o - 1, 2o and 2o + 1. Viewing the channels-last
-    input (R, B, L, C) as (R, B, L / 2, 2C) puts inputs 2o and 2o + 1 in one
-    row, without a copy. Take one batched product with the (2C, 2C_out)
-    matrix [[W1, 0], [W2, W0]]. Its row o contains W1 x(2o) + W2 x(2o + 1) in
-    the first half and W0 x(2o + 1) in the second. Output o is then the first
-    half of row o plus the second half of row o - 1. This reads the input once, where gathering windows would copy
-    it one and a half times, and the backward pass needs no scattered sum.
-    """
-
-    def apply(params: StackedParams, a: _Activation) -> _Activation:
-        x = a.tensor if a.channels_last else a.tensor.movedim(2, -1)
-        runs, batch, length, channels = x.shape
-        if length % 2:
-            x = nn.functional.pad(x, (0, 0, 0, 1))
-            length += 1
-        pairs = x.reshape(runs, -1, 2 * channels)
-        weight = params[weight_name]  # (R, C_out, C_in, 3)
-        taps = weight.permute(0, 3, 2, 1)  # (R, 3, C_in, C_out)
-        zeros = torch.zeros_like(taps[:, 0])
-        matrix = torch.cat(
-            [
-                torch.cat([taps[:, 1], zeros], dim=2),
-                torch.cat([taps[:, 2], taps[:, 0]], dim=2),
-            ],
-            dim=1,
-        )
-        rows = torch.bmm(pairs, matrix).reshape(runs, batch, length // 2, -1)
-        bias = None if bias_name is None else params[bias_name]
-        return _Activation(_shifted_sum(rows, bias), True)
-
-    return apply
-
-
-def _shifted_sum(rows: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    out: torch.Tensor = _ShiftedSum.apply(rows, bias)  # type: ignore[no-untyped-call]
-    return out
-
-
-def _im2col(
-    x: torch.Tensor,
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    ones: bool,
-) -> torch.Tensor:
-    patches: torch.Tensor = _Im2Col.apply(  # type: ignore[no-untyped-call]
-        x, kernel, stride, padding, ones
-    )
-    return patches
-
-
-def _output_sizes(
-    sizes: tuple[int, ...] | torch.Size,
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-) -> tuple[int, ...]:
-    """Return a convolution's output sizes along its spatial dimensions."""
-    return tuple(
-        (n + 2 * p - k) // s + 1
-        for n, k, s, p in zip(sizes, kernel, stride, padding, strict=True)
-    )
-
-
-class _ShiftedSum(torch.autograd.Function):
-    """Row o's first half plus row o - 1's second half, along dimension 2.
-
-    Rows have shape (R, B, n, 2C). The optional bias, shape (R, C), is added
-    in the same pass that copies the first halves.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        rows: torch.Tensor,
-        bias: torch.Tensor | None,
-    ) -> torch.Tensor:
-        half = rows.shape[-1] // 2
-        if bias is None:
-            out = rows[..., :half].clone()
-        else:
-            out = rows[..., :half] + bias[:, None, None, :]
-        out[:, :, 1:] += rows[:, :, :-1, half:]
-        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
-        return out
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        half = grad.shape[-1]
-        rows = grad.new_empty((*grad.shape[:-1], 2 * half))
-        rows[..., :half] = grad
-        rows[:, :, :-1, half:] = grad[:, :, 1:]
-        rows[:, :, -1, half:] = 0
-        bias_grad = grad.sum(dim=(1, 2)) if ctx.has_bias else None  # type: ignore[attr-defined]
-        return rows, bias_grad
-
-
-class _Im2Col(torch.autograd.Function):
-    """Gather convolution windows from channels-last inputs, with a fast backward.
-
-    Forward: x of shape (R, B, *spatial, C) to a matrix of shape
-    (R, B * prod(outs), C * taps), plus one column of ones with ``ones``. Its
-    entry at output position o and column (c, j) is the zero-padded input at
-    position o * stride + j, channel c. Backward: the gradient of x
-    is the sum, over kernel taps, of the patches' gradient at that tap,
-    accumulated by strided in-place additions, one per tap. Torch's own
-    backward of `Tensor.unfold` computes the same sum but took three times
-    as long as the matrix products of the MNIST-1D CNN's convolutions.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        x: torch.Tensor,
-        kernel: tuple[int, ...],
-        stride: tuple[int, ...],
-        padding: tuple[int, ...],
-        ones: bool,
-    ) -> torch.Tensor:
-        padded = _pad(x, padding)
-        # Each unfold appends a window dimension: (R, B, *outs, C, *kernel).
-        for dim, (k, s) in enumerate(zip(kernel, stride, strict=True), start=2):
-            padded = padded.unfold(dim, k, s)
-        ctx.geometry = (tuple(x.shape), kernel, stride, padding)  # type: ignore[attr-defined]
-        runs, batch = x.shape[:2]
-        width = x.shape[-1] * math.prod(kernel)
-        rows = batch * math.prod(padded.shape[2 : 2 + len(kernel)])
-        matrix = x.new_empty((runs, rows, width + int(ones)))
-        matrix[..., :width].view(padded.shape).copy_(padded)
-        if ones:
-            matrix[..., width] = 1
-        return matrix
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor | None, None, None, None, None]:
-        shape, kernel, stride, padding = ctx.geometry  # type: ignore[attr-defined]
-        spatial = len(kernel)
-        outs = _output_sizes(shape[2:-1], kernel, stride, padding)
-        width = shape[-1] * math.prod(kernel)
-        grad = grad[..., :width].reshape(*shape[:2], *outs, shape[-1], *kernel)
-        padded_shape = [
-            *shape[:2],
-            *(n + 2 * p for n, p in zip(shape[2:-1], padding, strict=True)),
-            shape[-1],
-        ]
-        total = grad.new_zeros(padded_shape)
-        # Taps in row-major order, the order of the flattened kernel dimensions.
-        by_tap = grad.flatten(-spatial)
-        taps = itertools.product(*(range(k) for k in kernel))
-        for t, tap in enumerate(taps):
-            index: list[slice] = [slice(None), slice(None)]
-            for j, out, s in zip(tap, outs, stride, strict=True):
-                index.append(slice(j, j + s * (out - 1) + 1, s))
-            total[tuple(index)] += by_tap[..., t]
-        interior = [slice(None), slice(None)]
-        interior += [slice(p, p + n) for n, p in zip(shape[2:-1], padding, strict=True)]
-        return total[tuple(interior)], None, None, None, None
-
-
-def _pad(x: torch.Tensor, padding: tuple[int, ...]) -> torch.Tensor:
-    """Zero-pad the spatial dimensions of channels-last x (R, B, *spatial, C)."""
-    if not any(padding):
-        return x
-    pad: list[int] = [0, 0]  # the channel dimension, last
-    for p in reversed(padding):
-        pad += [p, p]
-    return nn.functional.pad(x, pad)
-
-
-def _flatten(module: nn.Flatten) -> _Layer | None:
-    if module.start_dim != 1 or module.end_dim != -1:
-        return None
-
-    def apply(params: StackedParams, a: _Activation) -> _Activation:
-        x = a.module_layout()
-        return _Activation(x.reshape(*x.shape[:2], -1), False)
-
-    return apply
-
-
-def _unflatten(module: nn.Unflatten) -> _Layer | None:
-    if module.dim != 1 or not isinstance(module.unflattened_size, tuple | list):
-        return None
-    shape = tuple(int(s) for s in module.unflattened_size)
-
-    def apply(params: StackedParams, a: _Activation) -> _Activation:
-        x = a.module_layout()
-        if x.dim() != 3 or x.shape[2] != math.prod(shape):
-            raise ValueError(
-                f"Unflatten to {shape} got activations of shape"
-                f" {tuple(x.shape[1:])} per run; it needs (batch, {math.prod(shape)})"
-            )
-        return _Activation(x.reshape(*x.shape[:2], *shape), False)
-
-    return apply
+        return _HalvingConvolution(prefix, has_bias)
+    return _Convolution(prefix, has_bias, kernel, stride, padding)

@@ -296,14 +296,13 @@ def _evaluate_final(
     train_loss, train_acc = evaluator.loss_and_accuracy(
         point, dataset.x_train, dataset.y_train
     )
-    test_loss, test_acc = evaluator.loss_and_accuracy(
+    test_loss, test_acc, predicted = evaluator.metrics(
         point, dataset.x_test, dataset.y_test
     )
-    logits = evaluator.outputs(point, dataset.x_test)[0]
     return _FinalMetrics(
         train_loss=train_loss.item(),
         train_accuracy=train_acc.item(),
         test_loss=test_loss.item(),
         test_accuracy=test_acc.item(),
-        test_predictions=logits.argmax(dim=-1).numpy().astype(np.int16),
+        test_predictions=predicted[0].numpy().astype(np.int16),
     )

@@ -63,7 +63,12 @@ def assert_same_run(ours: RunResult, reference: RunResult, rtol: float = 0.0) ->
     assert ours.diverged_at_step == reference.diverged_at_step
     assert ours.trajectory.steps == reference.trajectory.steps
     gap = (ours.trajectory.points - reference.trajectory.points).abs()
-    allowed = ATOL + rtol * reference.trajectory.points.abs()
+    # Rounding in a step is relative to the largest values it sums, so the
+    # bound scales with each checkpoint's largest entry. In a diverging run
+    # some entries are differences of values 10^6 times their size, which
+    # float32 rounding changes by far more than rtol of their own size.
+    scale = reference.trajectory.points.abs().amax(dim=1, keepdim=True)
+    allowed = ATOL + rtol * scale
     assert bool((gap <= allowed).all()), f"largest gap {gap.max().item():.3g}"
     assert bool(torch.isfinite(ours.trajectory.points).all())
 

@@ -8,6 +8,7 @@ cover must give None, so that callers fall back to vmap.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from learning.config import ModelConfig
 from learning.evaluate import StackedEvaluator
 from learning.models import build_model
 from learning.param import ParamLayout
-from learning.stacked import stacked_forward_fn
+from learning.stacked import StackedNetwork, stacked_forward_fn
 
 ATOL = 1e-5
 """Absolute tolerance on outputs and gradients."""
@@ -368,3 +369,152 @@ def test_evaluator_names_bad_labels_and_points() -> None:
         evaluator.loss_and_accuracy(points, x, torch.zeros(5))
     with pytest.raises(ValueError, match=r"point\.unsqueeze\(0\)"):
         evaluator.recompute_buffers(points[0], x)
+
+
+def reference_loss_and_grad(
+    module: nn.Module,
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Return per-run cross-entropy losses and their gradients, run by run."""
+    losses, grads = [], []
+    for r in range(x.shape[0]):
+        own = {k: v[r].detach().requires_grad_(True) for k, v in params.items()}
+        logits = functional_call(module, own, (x[r],))
+        loss = nn.functional.cross_entropy(logits, y[r])
+        losses.append(loss.detach())
+        grads.append(dict(zip(own, torch.autograd.grad(loss, list(own.values())))))
+    stacked = {k: torch.stack([g[k] for g in grads]) for k in params}
+    return torch.stack(losses), stacked
+
+
+def assert_loss_and_grad_match(
+    module: nn.Module,
+    network: StackedNetwork,
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> None:
+    losses, grads = network.loss_and_grad(params, x, y)
+    reference_losses, reference_grads = reference_loss_and_grad(module, params, x, y)
+    torch.testing.assert_close(losses, reference_losses, atol=ATOL, rtol=RTOL)
+    assert set(grads) == set(reference_grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(
+            grad, reference_grads[name], atol=ATOL, rtol=RTOL, msg=name
+        )
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    model=st.sampled_from(
+        [("mlp", (12,)), ("cnn", (40,)), ("cnn", (37,)), ("cnn2d", (1, 7, 8))]
+    ),
+    runs=st.integers(1, 3),
+    batch=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_loss_and_grad_matches_functional_call(
+    model: tuple[str, tuple[int, ...]], runs: int, batch: int, seed: int
+) -> None:
+    kind, input_shape = model
+    torch.manual_seed(seed)
+    config = ModelConfig(kind=kind, hidden=8, channels=3, batch_norm=False)
+    modules = [build_model(config, input_shape, 4) for _ in range(runs)]
+    network = StackedNetwork.of(modules[0])
+    assert network is not None
+    params, _ = stack_module_state(modules)
+    params = {k: v.detach() for k, v in params.items()}
+    x = torch.randn(runs, batch, *input_shape)
+    y = torch.randint(0, 4, (runs, batch))
+    assert_loss_and_grad_match(modules[0], network, params, x, y)
+
+
+def test_loss_and_grad_reuses_buffers_correctly() -> None:
+    """Later calls, with new parameters, inputs or batch size, are not stale."""
+    torch.manual_seed(8)
+    config = ModelConfig(kind="cnn", hidden=8, channels=4, batch_norm=False)
+    modules = [build_model(config, (40,), 5) for _ in range(2)]
+    network = StackedNetwork.of(modules[0])
+    assert network is not None
+    params, _ = stack_module_state(modules)
+    params = {k: v.detach() for k, v in params.items()}
+    for batch in (6, 6, 3, 6):
+        x = torch.randn(2, batch, 40)
+        y = torch.randint(0, 5, (2, batch))
+        assert_loss_and_grad_match(modules[0], network, params, x, y)
+        params = {k: v + 0.01 * torch.randn_like(v) for k, v in params.items()}
+
+
+def test_loss_and_grad_catches_a_wrong_gradient() -> None:
+    """The comparison can fail: gradients at other parameters are told apart."""
+    torch.manual_seed(9)
+    module = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    network = StackedNetwork.of(module)
+    assert network is not None
+    params, _ = stack_module_state([module, copy.deepcopy(module)])
+    params = {k: v.detach() for k, v in params.items()}
+    x, y = torch.randn(2, 6, 5), torch.randint(0, 3, (2, 6))
+    _, grads = network.loss_and_grad(params, x, y)
+    moved = {k: v + 0.5 for k, v in params.items()}
+    _, reference = reference_loss_and_grad(module, moved, x, y)
+    assert not torch.allclose(grads["0.weight"], reference["0.weight"], atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Sequential(nn.ReLU(), nn.Linear(6, 3)),
+        nn.Sequential(nn.Flatten(), nn.ReLU(), nn.Linear(6, 3)),
+        nn.Sequential(nn.Identity(), nn.ReLU(), nn.ReLU(), nn.Linear(6, 3)),
+    ],
+    ids=["relu-first", "flatten-relu", "identity-relu-relu"],
+)
+def test_inputs_are_not_overwritten(module: nn.Module) -> None:
+    """An in-place ReLU acts only on tensors the pass wrote itself."""
+    forward = stacked_forward_fn(module)
+    network = StackedNetwork.of(module)
+    assert forward is not None and network is not None
+    params, _ = stack_module_state([module])
+    params = {k: v.detach() for k, v in params.items()}
+    x = torch.randn(1, 4, 6)
+    kept = x.clone()
+    forward(params, x)
+    network.loss_and_grad(params, x, torch.zeros(1, 4, dtype=torch.long))
+    torch.testing.assert_close(x, kept, atol=0, rtol=0)
+
+
+def test_input_gradient_matches_functional_call() -> None:
+    torch.manual_seed(10)
+    config = ModelConfig(kind="cnn", hidden=8, channels=3, batch_norm=False)
+    modules = [build_model(config, (21,), 4) for _ in range(2)]
+    params, _ = stack_module_state(modules)
+    params = {k: v.detach() for k, v in params.items()}
+    forward = stacked_forward_fn(modules[0])
+    assert forward is not None
+    x = torch.randn(2, 3, 21, requires_grad=True)
+    weights = torch.randn(2, 3, 4)
+    (ours,) = torch.autograd.grad((forward(params, x) * weights).sum(), x)
+    reference = torch.stack(
+        [
+            functional_call(modules[0], {k: v[r] for k, v in params.items()}, (x[r],))
+            for r in range(2)
+        ]
+    )
+    (expected,) = torch.autograd.grad((reference * weights).sum(), x)
+    torch.testing.assert_close(ours, expected, atol=ATOL, rtol=RTOL)
+
+
+def test_stacked_outputs_refuse_a_second_derivative() -> None:
+    module = nn.Sequential(nn.Linear(3, 2))
+    forward = stacked_forward_fn(module)
+    assert forward is not None
+    params, _ = stack_module_state([module])
+    weight = params["0.weight"].detach().requires_grad_(True)
+    out = forward(
+        {"0.weight": weight, "0.bias": params["0.bias"]}, torch.randn(1, 2, 3)
+    )
+    (grad,) = torch.autograd.grad(out.square().sum(), weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()
