@@ -164,10 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(preset(args.preset).model_dump(mode="json"), indent=2))
             return 0
         return _reproduce(args)
-    except ConfigError as error:
+    except (ConfigError, DatasetNotFoundError) as error:
+        # Both name an input the user gave (a field, a data folder): exit 2,
+        # like a command-line error.
         print(f"catinv: error: {error}", file=sys.stderr)
         return 2
-    except (StoreCorruptError, DatasetNotFoundError, DatasetFormatError) as error:
+    except (StoreCorruptError, DatasetFormatError) as error:
         print(f"catinv: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:

@@ -8,9 +8,11 @@ allowed.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
+import typing
 from itertools import product
 from pathlib import Path
 from typing import Any, Literal
@@ -481,9 +483,50 @@ def describe_validation_error(error: ValidationError) -> str:
     for problem in error.errors():
         field = ".".join(str(part) for part in problem["loc"]) or "config"
         message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] != "missing" and not isinstance(
+        if problem["type"] == "extra_forbidden":
+            message = _unknown_field_message(problem["loc"])
+        elif problem["type"] != "missing" and not isinstance(
             problem.get("input"), dict | list
         ):
             message += f" (got {problem.get('input')!r})"
         parts.append(f"{field}: {message}")
     return "; ".join(parts)
+
+
+def _unknown_field_message(location: tuple[int | str, ...]) -> str:
+    """Return the message for an unknown field, naming the closest known one."""
+    known = _fields_at(location[:-1])
+    name = str(location[-1])
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"unknown field; did you mean {close[0]!r}?"
+    if known:
+        return f"unknown field; the fields here are {', '.join(known)}"
+    return "unknown field"
+
+
+def _fields_at(location: tuple[int | str, ...]) -> list[str]:
+    """Return the field names of the config section at `location`, if known."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in location:
+        if isinstance(part, int):
+            continue  # an item of a list, such as one optimizer
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return sorted(model.model_fields)
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """Return the pydantic model an annotation names, directly or in a list."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None

@@ -288,6 +288,12 @@ class _Linear(_Layer):
         runs, batch = x.shape[:2]
         flat = x.reshape(runs, -1, x.shape[-1])
         weight = params[self.weight]
+        if flat.shape[2] != weight.shape[2]:
+            raise ValueError(
+                f"linear layer {self.weight.removesuffix('.weight')!r} takes"
+                f" {weight.shape[2]} features but got activations of shape"
+                f" {tuple(x.shape[1:])} per run; check the inputs' shape"
+            )
         shape = (runs, flat.shape[1], weight.shape[1])
         out = buffers.get((self.key, "out"), shape, flat)
         if self.bias is None:
@@ -354,6 +360,7 @@ class _Convolution(_Layer):
         self, params: StackedParams, a: _Activation, buffers: _Buffers
     ) -> tuple[_Activation, _Saved]:
         x = a.tensor if a.channels_last else _to_channels_last(a.tensor)
+        _check_channels(self.weight, params, a)
         runs, batch = x.shape[:2]
         channels = x.shape[-1]
         outs = _output_sizes(x.shape[2:-1], self.kernel, self.stride, self.padding)
@@ -493,6 +500,7 @@ class _HalvingConvolution(_Layer):
         self, params: StackedParams, a: _Activation, buffers: _Buffers
     ) -> tuple[_Activation, _Saved]:
         x = a.tensor if a.channels_last else _to_channels_last(a.tensor)
+        _check_channels(self.weight, params, a, spatial=1)
         runs, batch, length, channels = x.shape
         if length % 2 or not x.is_contiguous():
             # An odd length gets a zero at the end, which no output reads
@@ -565,6 +573,22 @@ class _HalvingConvolution(_Layer):
         out[..., c_in:] += through_last
         result = out.view(runs, batch, -1, c_in)[:, :, :length]
         return result if channels_last else result.movedim(-1, 2)
+
+
+def _check_channels(
+    weight_name: str, params: StackedParams, a: _Activation, spatial: int | None = None
+) -> None:
+    """Raise unless the activations fit a convolution's input channels and rank."""
+    weight = params[weight_name]  # (R, C_out, C_in, *kernel)
+    rank = weight.dim() - 3 if spatial is None else spatial
+    shape = tuple(a.module_layout().shape[1:])
+    if len(shape) != rank + 2 or shape[1] != weight.shape[2]:
+        expected = ", ".join(["batch", str(weight.shape[2])] + ["..."] * rank)
+        raise ValueError(
+            f"convolution {weight_name.removesuffix('.weight')!r} takes"
+            f" ({expected}) inputs but got activations of shape {shape} per run;"
+            " check the inputs' shape"
+        )
 
 
 def _output_sizes(

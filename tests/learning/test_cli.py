@@ -77,11 +77,33 @@ def test_missing_local_data_named(
         json.dumps({"data": {"name": "mnist", "root": str(tmp_path / "nowhere")}})
     )
     out = tmp_path / "out"
-    assert main(["reproduce", "--config", str(config), "--out", str(out)]) == 1
+    assert main(["reproduce", "--config", str(config), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "mnist files not found" in err
     assert "writable" not in err
     assert not (out / "config.json").exists()
+
+
+def test_misspelt_field_gets_a_suggestion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps(
+            {
+                "trian": {"epochs": 1},
+                "model": {"hiden": 8},
+                "train": {"optimizers": [{"name": "sgd", "lr": 0.1, "momentun": 0}]},
+                "zzzz": 1,
+            }
+        )
+    )
+    assert main(["reproduce", "--config", str(config), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "trian: unknown field; did you mean 'train'?" in err
+    assert "model.hiden: unknown field; did you mean 'hidden'?" in err
+    assert "train.optimizers.0.momentun: unknown field; did you mean 'momentum'?" in err
+    assert "zzzz: unknown field; the fields here are data, device," in err
 
 
 def test_out_file_rejected_before_progress(

@@ -518,3 +518,23 @@ def test_stacked_outputs_refuse_a_second_derivative() -> None:
     (grad,) = torch.autograd.grad(out.square().sum(), weight, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         grad.sum().backward()
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape", "message"),
+    [
+        ("mlp", (2, 3, 11), "linear layer 'features.1' takes 12 features"),
+        ("cnn2d", (2, 3, 2, 4, 4), r"convolution 'features.0' takes \(batch, 1,"),
+    ],
+)
+def test_wrong_input_size_is_named(
+    kind: str, shape: tuple[int, ...], message: str
+) -> None:
+    config = ModelConfig(kind=kind, hidden=4, channels=2, batch_norm=False)
+    input_shape = (12,) if kind == "mlp" else (1, 4, 4)
+    module = build_model(config, input_shape, 3)
+    forward = stacked_forward_fn(module)
+    assert forward is not None
+    params, _ = stack_module_state([module, module])
+    with pytest.raises(ValueError, match=message):
+        forward(params, torch.randn(*shape))
