@@ -42,7 +42,7 @@ CPU. The setting is global to the process, so both ways run with it. It
 helps the vectorized pass, whose tensors are large, and leaves the loop's
 small ones alone. ``--return-freed-memory`` leaves malloc as it is.
 
-Run it with ``python benchmarks/bench_ensemble.py``. It took 25 s on an idle
+Run it with ``python benchmarks/bench_ensemble.py``. It took 27 s on an idle
 2-core CPU. ``--threads N`` sets torch's thread count, and ``--batch-size``
 and ``--epochs`` change the workload; the final-point bounds were sized for
 the defaults.
