@@ -220,7 +220,8 @@ class TrainConfig(_Strict):
         False,
         description=(
             "train runs whose optimizer train_ensemble supports (SGD and Adam,"
-            " constant rate) together in one vmap pass; the others in a loop"
+            " constant rate) together in one vectorized pass; the others, and"
+            " all runs of a model with BatchNorm, in a loop"
         ),
     )
     init_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
@@ -467,6 +468,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a folder; name a JSON file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
     try:

@@ -148,10 +148,20 @@ class StackedEvaluator:
             )
         if points.shape[0] == 0:
             raise ValueError("no points to evaluate: pass at least one row")
+        if not points.is_floating_point():
+            raise TypeError(
+                f"points have dtype {points.dtype}; parameters are floating-point:"
+                " pass points.float()"
+            )
         if x.dim() == 0 or x.shape[0] == 0:
             raise ValueError(
                 f"inputs of shape {tuple(x.shape)} hold no examples: pass a batch"
                 " (n, ...) with n >= 1"
+            )
+        if x.dim() == 1:
+            raise ValueError(
+                f"inputs of shape {tuple(x.shape)} have no batch dimension: pass"
+                " (n, ...), such as x.unsqueeze(0) for one example"
             )
         self._check_buffers(points, buffers)
         # Integer inputs stay as they are, such as token ids for an embedding.
@@ -172,6 +182,15 @@ class StackedEvaluator:
             raise TypeError(
                 f"labels have dtype {y.dtype}; class indices are integers: pass"
                 " y.long()"
+            )
+
+    @staticmethod
+    def _check_label_range(y: torch.Tensor, classes: int) -> None:
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"labels range from {low} to {high}, but the module gives"
+                f" {classes} class scores: pass labels in [0, {classes})"
             )
 
     def _check_buffers(
@@ -279,6 +298,7 @@ class StackedEvaluator:
                 xs = x[i : i + self.example_chunk].to(self.device)
                 ys = y[i : i + self.example_chunk].to(self.device)
                 logits = self._apply(None, chunk, xs, buffer_chunk)
+                self._check_label_range(ys, logits.shape[-1])
                 per_example = nn.functional.cross_entropy(
                     logits.flatten(0, 1), ys.repeat(chunk.shape[0]), reduction="none"
                 ).view(chunk.shape[0], -1)

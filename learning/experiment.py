@@ -32,7 +32,7 @@ from learning.ensemble import supports, train_ensemble
 from learning.evaluate import resolve_device
 from learning.report import write_report
 from learning.store import RunStore, atomic_write_json, run_key
-from learning.training import RunResult, train_run
+from learning.training import RunResult, initial_model, train_run
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +61,27 @@ def train_sweep(
     if progress is not None:
         progress("train", done, len(specs))
     missing = [i for i, run in enumerate(stored) if run is None]
+    together: list[int] = []
     if config.train.vectorized:
-        together = [i for i in missing if supports(specs[i])]
-        if together:
-            trained = train_ensemble(
-                config, dataset, [specs[i] for i in together], device
+        buffers = [
+            name for name, _ in initial_model(config, dataset, 0).named_buffers()
+        ]
+        if buffers:
+            logger.info(
+                "training one run at a time: the vectorized pass cannot update"
+                " the model's buffers (%s)",
+                ", ".join(buffers),
             )
-            for i, run in zip(together, trained, strict=True):
-                store.save(run, keys[i])
-                stored[i] = run
-            done += len(together)
-            if progress is not None:
-                progress("train", done, len(specs))
+        else:
+            together = [i for i in missing if supports(specs[i])]
+    if together:
+        trained = train_ensemble(config, dataset, [specs[i] for i in together], device)
+        for i, run in zip(together, trained, strict=True):
+            store.save(run, keys[i])
+            stored[i] = run
+        done += len(together)
+        if progress is not None:
+            progress("train", done, len(specs))
     for i in missing:
         if stored[i] is not None:
             continue
@@ -149,6 +158,15 @@ def reproduce(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     dataset = load_dataset(config.data)
+    try:
+        # Built once before anything is written, so that a model that does
+        # not fit the data (a 2-D CNN on 1-D inputs, say) is a config error.
+        initial_model(config, dataset, 0)
+    except ValueError as error:
+        raise ConfigError(
+            f"model.kind {config.model.kind!r} does not fit the"
+            f" {config.data.name} data: {error}"
+        ) from None
     timings["data"] = time.perf_counter() - clock
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", config.model_dump(mode="json"))

@@ -509,6 +509,9 @@ class _HalvingConvolution(_Layer):
             shape = (runs, batch, even, channels)
             padded = buffers.get((self.key, "even"), shape, x, torch.Tensor.zero_)
             padded[:, :, :length].copy_(x)
+            # Zeroed at every call: a reused buffer may hold an even-length
+            # input of an earlier call there.
+            padded[:, :, length:].zero_()
             x = padded
         n = x.shape[2] // 2
         pairs = x.view(runs, batch * n, 2 * channels)
@@ -617,8 +620,11 @@ class StackedNetwork:
     threads, say). `forward` and `stacked_forward_fn` allocate new ones.
     """
 
-    def __init__(self, layers: list[_Layer]) -> None:
+    def __init__(
+        self, layers: list[_Layer], shapes: dict[str, tuple[int, ...]]
+    ) -> None:
         self.layers = layers
+        self.shapes = shapes
         for key, layer in enumerate(layers):
             layer.key = key
         with_params = [i for i, layer in enumerate(layers) if layer.has_params()]
@@ -649,12 +655,68 @@ class StackedNetwork:
                 return None
             seen.add(id(child))
         layers = _compile(module, "")
-        return None if layers is None else cls(layers)
+        if layers is None:
+            return None
+        shapes = {name: tuple(p.shape) for name, p in module.named_parameters()}
+        return cls(layers, shapes)
 
     def forward(self, params: StackedParams, x: torch.Tensor) -> torch.Tensor:
-        """Return the outputs (R, B, ...) of the R networks on inputs x."""
-        out, _ = self._forward(params, x, _Buffers(keep=False), keep_saved=False)
+        """Return the outputs (R, B, ...) of the R networks on inputs x.
+
+        The outputs carry no autograd graph; `stacked_forward_fn` returns
+        outputs that autograd can differentiate.
+
+        Raises
+        ------
+        ValueError
+            If the parameters do not match the module's names and shapes
+            with one leading run dimension, or x is not (R, B, ...).
+        TypeError
+            If x or a parameter is not of one floating-point dtype.
+        """
+        self.check(params, x)
+        with torch.no_grad():
+            out, _ = self._forward(params, x, _Buffers(keep=False), keep_saved=False)
         return out
+
+    def check(self, params: StackedParams, x: torch.Tensor) -> None:
+        """Raise unless `params` and `x` fit R stacked copies of the module."""
+        missing = sorted(set(self.shapes) - set(params))
+        extra = sorted(set(params) - set(self.shapes))
+        if missing or extra:
+            raise ValueError(
+                f"parameters missing: {missing}, unknown: {extra}; pass every"
+                " name of module.named_parameters(), stacked over the runs"
+                " (torch.func.stack_module_state)"
+            )
+        if x.dim() < 3:
+            raise ValueError(
+                f"inputs of shape {tuple(x.shape)} are not (runs, batch, ...):"
+                " pass one minibatch per run, x[r] for run r"
+            )
+        runs = x.shape[0]
+        if x.shape[1] == 0:
+            raise ValueError("the inputs hold no examples: pass a batch of >= 1")
+        for name, shape in self.shapes.items():
+            given = tuple(params[name].shape)
+            if given != (runs, *shape):
+                raise ValueError(
+                    f"parameter {name!r} has shape {given}, but {runs} runs of"
+                    f" the module need {(runs, *shape)}: stack one {shape} tensor"
+                    " per run, as many runs as x has"
+                )
+        dtypes = {params[name].dtype for name in self.shapes}
+        if len(dtypes) > 1 or (dtypes and not next(iter(dtypes)).is_floating_point):
+            raise TypeError(
+                f"parameters of dtypes {sorted(map(str, dtypes))}: pass one"
+                " floating-point dtype for all of them"
+            )
+        if dtypes and x.dtype not in dtypes:
+            (dtype,) = dtypes
+            raise TypeError(
+                f"inputs have dtype {x.dtype} and the parameters {dtype}: cast"
+                f" the inputs with x.to({dtype})"
+            )
 
     def loss_and_grad(
         self, params: StackedParams, x: torch.Tensor, y: torch.Tensor
@@ -664,8 +726,8 @@ class StackedNetwork:
         Parameters
         ----------
         params : dict of Tensor
-            Parameters by name, each of shape (R, ...); they need no
-            ``requires_grad``.
+            Parameters by name, each of shape (R, ...). Autograd does not
+            record this call, so they may require grad or not.
         x : Tensor
             Inputs, shape (R, B, ...): run r's minibatch is x[r].
         y : Tensor
@@ -678,9 +740,53 @@ class StackedNetwork:
         grads : dict of Tensor
             The gradient of ``losses[r]`` with respect to ``params[name][r]``,
             in row r of ``grads[name]``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Where `forward` raises, and for labels that are not integer class
+            indices of shape (R, B) (on the CPU, also out of range), or
+            outputs that are not class scores of shape (R, B, classes).
         """
+        self.check(params, x)
+        self._check_labels(x, y)
+        with torch.no_grad():
+            return self._loss_and_grad(params, x, y)
+
+    @staticmethod
+    def _check_labels(x: torch.Tensor, y: torch.Tensor) -> None:
+        if tuple(y.shape) != tuple(x.shape[:2]):
+            raise ValueError(
+                f"labels of shape {tuple(y.shape)} do not match the inputs'"
+                f" {tuple(x.shape[:2])} (runs, batch): pass one class index per"
+                " example of each run"
+            )
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise TypeError(
+                f"labels have dtype {y.dtype}; class indices are integers: pass"
+                " y.long()"
+            )
+
+    def _loss_and_grad(
+        self, params: StackedParams, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, StackedParams]:
         logits, tape = self._forward(params, x, self.buffers, keep_saved=True)
-        scores = logits.reshape(-1, logits.shape[-1])
+        if logits.dim() != 3:
+            raise ValueError(
+                f"the module's outputs have shape {tuple(logits.shape[1:])} per"
+                " run; the cross-entropy needs class scores of shape (batch,"
+                " classes)"
+            )
+        classes = logits.shape[-1]
+        # Checked on the CPU only: on a GPU the check would wait for the
+        # device at every step.
+        if y.device.type == "cpu" and bool(((y < 0) | (y >= classes)).any()):
+            raise ValueError(
+                f"labels range from {int(y.min())} to {int(y.max())}, but the"
+                f" module gives {classes} class scores: pass labels in"
+                f" [0, {classes})"
+            )
+        scores = logits.reshape(-1, classes)
         labels = y.reshape(-1, 1)
         log_probs = torch.log_softmax(scores, dim=-1)
         per_example = -log_probs.gather(1, labels).view(y.shape)
@@ -759,7 +865,10 @@ class _StackedFunction(torch.autograd.Function):
         params = dict(zip(names, tensors, strict=True))
         out, tape = network._forward(params, x, _Buffers(keep=False), keep_saved=True)
         ctx.network, ctx.names = network, names  # type: ignore[attr-defined]
-        ctx.params, ctx.tape = params, tape  # type: ignore[attr-defined]
+        ctx.tape = tape  # type: ignore[attr-defined]
+        # Saved this way, autograd raises if x or a parameter is changed in
+        # place before the backward pass, which the tape would not notice.
+        ctx.save_for_backward(x, *tensors)
         # A layer may keep its output (ReLU does); returning a copy keeps the
         # output tensor, which refers to this node, out of the saved state.
         return out.clone()
@@ -772,8 +881,9 @@ class _StackedFunction(torch.autograd.Function):
         network: StackedNetwork = ctx.network  # type: ignore[attr-defined]
         names: tuple[str, ...] = ctx.names  # type: ignore[attr-defined]
         need_input = bool(ctx.needs_input_grad[2])  # type: ignore[attr-defined]
+        _, *tensors = ctx.saved_tensors  # type: ignore[attr-defined]
         grads = network._backward(
-            ctx.params,  # type: ignore[attr-defined]
+            dict(zip(names, tensors, strict=True)),
             ctx.tape,  # type: ignore[attr-defined]
             grad.clone(),  # the layers overwrite it, and autograd may reuse it
             _Buffers(keep=False),
@@ -802,6 +912,7 @@ def stacked_forward_fn(
     stacked = network
 
     def forward(params: StackedParams, x: torch.Tensor) -> torch.Tensor:
+        stacked.check(params, x)
         tensors = tuple(params.values())
         if torch.is_grad_enabled() and (
             x.requires_grad or any(t.requires_grad for t in tensors)

@@ -106,6 +106,16 @@ def test_misspelt_field_gets_a_suggestion(
     assert "zzzz: unknown field; the fields here are data, device," in err
 
 
+def test_config_folder_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["reproduce", "--config", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"config {tmp_path} is a folder; name a JSON file" in err
+    assert "--out" not in err
+
+
 def test_out_file_rejected_before_progress(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

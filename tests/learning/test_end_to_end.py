@@ -10,10 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 import learning.experiment
 from learning.config import ConfigError, OptimizerConfig, preset
-from learning.experiment import reproduce
+from learning.data import load_dataset
+from learning.experiment import reproduce, train_sweep
+from learning.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +234,33 @@ def test_vectorized_sweep_matches_loop(tmp_path: Path) -> None:
     for a, b in zip(loop["runs"], together["runs"], strict=True):
         assert a["name"] == b["name"]
         assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.01)
+
+
+def test_vectorized_batchnorm_sweep_trains_in_a_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = preset("tiny")
+    vectorized = config.model_copy(
+        update={
+            "model": config.model.model_copy(update={"batch_norm": True}),
+            "train": config.train.model_copy(update={"vectorized": True, "epochs": 1}),
+        }
+    )
+    dataset = load_dataset(vectorized.data)
+    with caplog.at_level("INFO", logger="learning.experiment"):
+        runs = train_sweep(vectorized, dataset, RunStore(tmp_path), torch.device("cpu"))
+    assert [run.status for run in runs] == ["complete"] * 3
+    assert "cannot update the model's buffers" in caplog.text
+
+
+def test_model_that_does_not_fit_the_data_is_a_config_error(tmp_path: Path) -> None:
+    config = preset("tiny")
+    flat_cnn2d = config.model_copy(
+        update={"model": config.model.model_copy(update={"kind": "cnn2d"})}
+    )
+    with pytest.raises(ConfigError, match="model.kind 'cnn2d' does not fit"):
+        reproduce(flat_cnn2d, tmp_path / "out")
+    assert not (tmp_path / "out" / "config.json").exists()
 
 
 def test_fisher_lengths_reported(results: dict[str, Any]) -> None:

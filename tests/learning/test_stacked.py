@@ -538,3 +538,133 @@ def test_wrong_input_size_is_named(
     params, _ = stack_module_state([module, module])
     with pytest.raises(ValueError, match=message):
         forward(params, torch.randn(*shape))
+
+
+def test_odd_length_after_even_reuses_no_stale_input() -> None:
+    """A halving convolution's padded buffer is cleared at every call."""
+    torch.manual_seed(11)
+    modules = [
+        nn.Sequential(nn.Conv1d(2, 4, 3, 2, 1), nn.Flatten(), nn.Linear(12, 3))
+        for _ in range(2)
+    ]
+    network = StackedNetwork.of(modules[0])
+    assert network is not None
+    params, _ = stack_module_state(modules)
+    params = {k: v.detach() for k, v in params.items()}
+    y = torch.randint(0, 3, (2, 4))
+    network.loss_and_grad(params, torch.randn(2, 4, 2, 6), y)
+    assert_loss_and_grad_match(modules[0], network, params, torch.randn(2, 4, 2, 5), y)
+
+
+def test_params_that_require_grad_are_accepted() -> None:
+    torch.manual_seed(12)
+    modules = [nn.Sequential(nn.Linear(6, 3)) for _ in range(2)]
+    network = StackedNetwork.of(modules[0])
+    assert network is not None
+    params, _ = stack_module_state(modules)  # these require grad
+    x, y = torch.randn(2, 4, 6), torch.randint(0, 3, (2, 4))
+    losses, grads = network.loss_and_grad(params, x, y)
+    assert not grads["0.weight"].requires_grad
+    assert not losses.requires_grad
+    assert not network.forward(params, x).requires_grad
+    detached = {k: v.detach() for k, v in params.items()}
+    assert_loss_and_grad_match(modules[0], network, detached, x, y)
+
+
+def _linear_network() -> tuple[StackedNetwork, dict[str, torch.Tensor]]:
+    modules = [nn.Sequential(nn.Linear(6, 3)) for _ in range(2)]
+    network = StackedNetwork.of(modules[0])
+    assert network is not None
+    params, _ = stack_module_state(modules)
+    return network, {k: v.detach() for k, v in params.items()}
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ("labels-short", ValueError, r"labels of shape \(2, 3\) do not match"),
+        ("labels-one-run", ValueError, r"labels of shape \(1, 4\) do not match"),
+        ("labels-flat", ValueError, r"labels of shape \(8,\) do not match"),
+        ("labels-float", TypeError, r"pass y\.long\(\)"),
+        ("labels-range", ValueError, r"labels range from 0 to 7.*\[0, 3\)"),
+        ("runs", ValueError, r"'0.weight' has shape \(2, 3, 6\), but 3 runs"),
+        ("unstacked", ValueError, r"'0.weight' has shape \(3, 6\)"),
+        ("transposed", ValueError, r"need \(2, 3, 6\)"),
+        ("missing", ValueError, r"missing: \['0.bias'\]"),
+        ("no-run-dimension", ValueError, r"not \(runs, batch, \.\.\.\)"),
+        ("empty", ValueError, "no examples"),
+        ("float64-inputs", TypeError, r"x\.to\(torch\.float32\)"),
+        ("mixed-params", TypeError, "one floating-point dtype"),
+    ],
+)
+def test_bad_loss_and_grad_inputs_are_named(
+    change: str, error: type[Exception], message: str
+) -> None:
+    network, params = _linear_network()
+    x, y = torch.randn(2, 4, 6), torch.randint(0, 3, (2, 4))
+    if change == "labels-short":
+        y = y[:, :3]
+    elif change == "labels-one-run":
+        y = y[:1]
+    elif change == "labels-flat":
+        y = y.flatten()
+    elif change == "labels-float":
+        y = y.float()
+    elif change == "labels-range":
+        y = torch.tensor([[0, 1, 2, 7], [0, 0, 0, 0]])
+    elif change == "runs":
+        x, y = torch.randn(3, 4, 6), torch.randint(0, 3, (3, 4))
+    elif change == "unstacked":
+        params["0.weight"] = params["0.weight"][0]
+    elif change == "transposed":
+        params["0.weight"] = params["0.weight"].transpose(1, 2)
+    elif change == "missing":
+        del params["0.bias"]
+    elif change == "no-run-dimension":
+        x = torch.randn(4, 6)
+    elif change == "empty":
+        x, y = torch.randn(2, 0, 6), torch.zeros(2, 0, dtype=torch.long)
+    elif change == "float64-inputs":
+        x = x.double()
+    elif change == "mixed-params":
+        params["0.bias"] = params["0.bias"].double()
+    with pytest.raises(error, match=message):
+        network.loss_and_grad(params, x, y)
+
+
+def test_outputs_that_are_not_class_scores_are_named() -> None:
+    module = nn.Sequential(nn.Unflatten(1, (1, 6)), nn.Conv1d(1, 2, 3))
+    network = StackedNetwork.of(module)
+    assert network is not None
+    params, _ = stack_module_state([module])
+    with pytest.raises(ValueError, match=r"class scores of shape \(batch, classes\)"):
+        network.loss_and_grad(params, torch.randn(1, 4, 6), torch.zeros(1, 4).long())
+
+
+@pytest.mark.parametrize("changed", ["inputs", "weight"])
+def test_in_place_change_before_backward_is_caught(changed: str) -> None:
+    """Weight gradients read the inputs, so a change to either is an error."""
+    module = nn.Sequential(nn.Linear(6, 3))
+    forward = stacked_forward_fn(module)
+    assert forward is not None
+    params, _ = stack_module_state([module])
+    x = torch.randn(1, 4, 6)
+    out = forward(params, x)
+    with torch.no_grad():
+        (x if changed == "inputs" else params["0.weight"]).mul_(3)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+def test_evaluator_names_integer_points_and_unbatched_inputs() -> None:
+    module = nn.Sequential(nn.Linear(4, 3))
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    points = ParamLayout.of(module).flatten(module).unsqueeze(0)
+    with pytest.raises(TypeError, match=r"pass points\.float\(\)"):
+        evaluator.outputs(points.long(), torch.randn(5, 4))
+    with pytest.raises(ValueError, match=r"no batch dimension.*unsqueeze\(0\)"):
+        evaluator.outputs(points, torch.randn(4))
+    with pytest.raises(TypeError, match=r"x\.to\(torch\.float32\)"):
+        evaluator.outputs(points, torch.randint(0, 255, (5, 4), dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"labels range from 0 to 3.*\[0, 3\)"):
+        evaluator.loss_and_accuracy(points, torch.randn(4, 4), torch.arange(4))
