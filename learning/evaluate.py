@@ -296,7 +296,8 @@ class StackedEvaluator:
             classes = []
             for i in range(0, x.shape[0], self.example_chunk):
                 xs = x[i : i + self.example_chunk].to(self.device)
-                ys = y[i : i + self.example_chunk].to(self.device)
+                # Any integer dtype; cross_entropy takes int64 class indices.
+                ys = y[i : i + self.example_chunk].to(self.device, torch.long)
                 logits = self._apply(None, chunk, xs, buffer_chunk)
                 self._check_label_range(ys, logits.shape[-1])
                 per_example = nn.functional.cross_entropy(

@@ -502,6 +502,12 @@ class _HalvingConvolution(_Layer):
         x = a.tensor if a.channels_last else _to_channels_last(a.tensor)
         _check_channels(self.weight, params, a, spatial=1)
         runs, batch, length, channels = x.shape
+        if length == 0:
+            raise ValueError(
+                f"convolution {self.weight.removesuffix('.weight')!r} (kernel 3,"
+                " stride 2, padding 1) got inputs of length 0, which leave no"
+                " output position"
+            )
         if length % 2 or not x.is_contiguous():
             # An odd length gets a zero at the end, which no output reads
             # with a nonzero weight; the pairs need a contiguous input.
@@ -695,6 +701,8 @@ class StackedNetwork:
                 " pass one minibatch per run, x[r] for run r"
             )
         runs = x.shape[0]
+        if runs == 0:
+            raise ValueError("the inputs hold no runs: pass at least one")
         if x.shape[1] == 0:
             raise ValueError("the inputs hold no examples: pass a batch of >= 1")
         for name, shape in self.shapes.items():
@@ -787,7 +795,7 @@ class StackedNetwork:
                 f" [0, {classes})"
             )
         scores = logits.reshape(-1, classes)
-        labels = y.reshape(-1, 1)
+        labels = y.reshape(-1, 1).long()  # gather takes int64 indices
         log_probs = torch.log_softmax(scores, dim=-1)
         per_example = -log_probs.gather(1, labels).view(y.shape)
         losses = per_example.mean(dim=1)

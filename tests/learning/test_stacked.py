@@ -668,3 +668,33 @@ def test_evaluator_names_integer_points_and_unbatched_inputs() -> None:
         evaluator.outputs(points, torch.randint(0, 255, (5, 4), dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"labels range from 0 to 3.*\[0, 3\)"):
         evaluator.loss_and_accuracy(points, torch.randn(4, 4), torch.arange(4))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int32, torch.int64])
+def test_integer_labels_of_any_width_are_accepted(dtype: torch.dtype) -> None:
+    network, params = _linear_network()
+    x, y = torch.randn(2, 4, 6), torch.randint(0, 3, (2, 4))
+    losses, _ = network.loss_and_grad(params, x, y.to(dtype))
+    expected, _ = network.loss_and_grad(params, x, y)
+    torch.testing.assert_close(losses, expected)
+    module = nn.Sequential(nn.Linear(4, 3))
+    evaluator = StackedEvaluator(module, torch.device("cpu"))
+    points = ParamLayout.of(module).flatten(module).unsqueeze(0)
+    inputs, labels = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    torch.testing.assert_close(
+        evaluator.loss_and_accuracy(points, inputs, labels.to(dtype)),
+        evaluator.loss_and_accuracy(points, inputs, labels),
+    )
+
+
+def test_zero_runs_and_empty_halving_inputs_are_named() -> None:
+    network, params = _linear_network()
+    empty = {k: v[:0] for k, v in params.items()}
+    with pytest.raises(ValueError, match="no runs"):
+        network.loss_and_grad(empty, torch.randn(0, 4, 6), torch.zeros(0, 4).long())
+    module = nn.Sequential(nn.Conv1d(2, 4, 3, 2, 1), nn.Flatten())
+    forward = stacked_forward_fn(module)
+    assert forward is not None
+    stacked, _ = stack_module_state([module])
+    with pytest.raises(ValueError, match="length 0, which leave no output position"):
+        forward(stacked, torch.randn(1, 4, 2, 0))
