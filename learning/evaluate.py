@@ -29,7 +29,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from learning.config import ConfigError
 from learning.param import ParamLayout, ParamPoint
-from learning.stacked import global_hooks_registered, stacked_forward_fn
+from learning.stacked import (
+    check_label_range,
+    global_hooks_registered,
+    stacked_forward_fn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -184,15 +188,6 @@ class StackedEvaluator:
                 " y.long()"
             )
 
-    @staticmethod
-    def _check_label_range(y: torch.Tensor, classes: int) -> None:
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= classes:
-            raise ValueError(
-                f"labels range from {low} to {high}, but the module gives"
-                f" {classes} class scores: pass labels in [0, {classes})"
-            )
-
     def _check_buffers(
         self, points: torch.Tensor, buffers: torch.Tensor | None
     ) -> None:
@@ -299,7 +294,7 @@ class StackedEvaluator:
                 # Any integer dtype; cross_entropy takes int64 class indices.
                 ys = y[i : i + self.example_chunk].to(self.device, torch.long)
                 logits = self._apply(None, chunk, xs, buffer_chunk)
-                self._check_label_range(ys, logits.shape[-1])
+                check_label_range(ys, logits.shape[-1])
                 per_example = nn.functional.cross_entropy(
                     logits.flatten(0, 1), ys.repeat(chunk.shape[0]), reduction="none"
                 ).view(chunk.shape[0], -1)

@@ -681,6 +681,9 @@ class StackedNetwork:
             If x or a parameter is not of one floating-point dtype.
         """
         self.check(params, x)
+        return self._outputs(params, x)
+
+    def _outputs(self, params: StackedParams, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             out, _ = self._forward(params, x, _Buffers(keep=False), keep_saved=False)
         return out
@@ -688,13 +691,14 @@ class StackedNetwork:
     def check(self, params: StackedParams, x: torch.Tensor) -> None:
         """Raise unless `params` and `x` fit R stacked copies of the module."""
         missing = sorted(set(self.shapes) - set(params))
-        extra = sorted(set(params) - set(self.shapes))
-        if missing or extra:
+        unknown = sorted(set(params) - set(self.shapes))
+        if missing or unknown:
             raise ValueError(
-                f"parameters missing: {missing}, unknown: {extra}; pass every"
+                f"parameters missing: {missing}, unknown: {unknown}. Pass every"
                 " name of module.named_parameters(), stacked over the runs"
                 " (torch.func.stack_module_state)"
             )
+
         if x.dim() < 3:
             raise ValueError(
                 f"inputs of shape {tuple(x.shape)} are not (runs, batch, ...):"
@@ -705,14 +709,16 @@ class StackedNetwork:
             raise ValueError("the inputs hold no runs: pass at least one")
         if x.shape[1] == 0:
             raise ValueError("the inputs hold no examples: pass a batch of >= 1")
+
         for name, shape in self.shapes.items():
-            given = tuple(params[name].shape)
-            if given != (runs, *shape):
+            actual = tuple(params[name].shape)
+            if actual != (runs, *shape):
                 raise ValueError(
-                    f"parameter {name!r} has shape {given}, but {runs} runs of"
+                    f"parameter {name!r} has shape {actual}, but {runs} runs of"
                     f" the module need {(runs, *shape)}: stack one {shape} tensor"
                     " per run, as many runs as x has"
                 )
+
         dtypes = {params[name].dtype for name in self.shapes}
         if len(dtypes) > 1 or (dtypes and not next(iter(dtypes)).is_floating_point):
             raise TypeError(
@@ -788,12 +794,8 @@ class StackedNetwork:
         classes = logits.shape[-1]
         # Checked on the CPU only: on a GPU the check would wait for the
         # device at every step.
-        if y.device.type == "cpu" and bool(((y < 0) | (y >= classes)).any()):
-            raise ValueError(
-                f"labels range from {int(y.min())} to {int(y.max())}, but the"
-                f" module gives {classes} class scores: pass labels in"
-                f" [0, {classes})"
-            )
+        if y.device.type == "cpu":
+            check_label_range(y, classes)
         scores = logits.reshape(-1, classes)
         labels = y.reshape(-1, 1).long()  # gather takes int64 indices
         log_probs = torch.log_softmax(scores, dim=-1)
@@ -929,9 +931,19 @@ def stacked_forward_fn(
                 stacked, tuple(params), x, *tensors
             )
             return out
-        return stacked.forward(params, x)
+        return stacked._outputs(params, x)  # already checked
 
     return forward
+
+
+def check_label_range(y: torch.Tensor, classes: int) -> None:
+    """Raise unless every label in `y` is a class index in [0, classes)."""
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        raise ValueError(
+            f"labels range from {low} to {high}, but the module gives"
+            f" {classes} class scores: pass labels in [0, {classes})"
+        )
 
 
 def global_hooks_registered() -> bool:

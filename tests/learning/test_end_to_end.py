@@ -253,7 +253,7 @@ def test_vectorized_batchnorm_sweep_trains_in_a_loop(
     assert "cannot update the model's buffers" in caplog.text
 
 
-def test_model_that_does_not_fit_the_data_is_a_config_error(tmp_path: Path) -> None:
+def test_unfitting_model_is_config_error(tmp_path: Path) -> None:
     config = preset("tiny")
     flat_cnn2d = config.model_copy(
         update={"model": config.model.model_copy(update={"kind": "cnn2d"})}

@@ -448,7 +448,7 @@ def test_loss_and_grad_reuses_buffers_correctly() -> None:
 
 
 def test_loss_and_grad_catches_a_wrong_gradient() -> None:
-    """The comparison can fail: gradients at other parameters are told apart."""
+    """The comparison can fail: it distinguishes gradients at other parameters."""
     torch.manual_seed(9)
     module = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
     network = StackedNetwork.of(module)
@@ -479,10 +479,10 @@ def test_inputs_are_not_overwritten(module: nn.Module) -> None:
     params, _ = stack_module_state([module])
     params = {k: v.detach() for k, v in params.items()}
     x = torch.randn(1, 4, 6)
-    kept = x.clone()
+    original = x.clone()
     forward(params, x)
     network.loss_and_grad(params, x, torch.zeros(1, 4, dtype=torch.long))
-    torch.testing.assert_close(x, kept, atol=0, rtol=0)
+    torch.testing.assert_close(x, original, atol=0, rtol=0)
 
 
 def test_input_gradient_matches_functional_call() -> None:
