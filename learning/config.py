@@ -3,7 +3,9 @@
 Every number the main job prints is produced under one `ExperimentConfig`,
 which is written beside the results. Invalid values are rejected when the
 config is built, with a message naming the field, the value and what is
-allowed.
+allowed. Values are not converted between types: ``true`` or ``"100"``
+where an integer belongs is refused, not read as 1 or 100. Only an integer
+is accepted where a float belongs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, strict=True
+    )
 
 
 class DataConfig(_Strict):

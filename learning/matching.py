@@ -55,6 +55,7 @@ from learning.evaluate import StackedEvaluator
 from learning.homotopy import BarrierMatrix, BatchNormStatistics, loss_barriers
 from learning.models import BasicBlock, FeatureClassifier
 from learning.param import ParamLayout, ParamPoint
+from learning.stacked import check_label_range
 
 logger = logging.getLogger(__name__)
 
@@ -1649,7 +1650,7 @@ def match_and_barrier(
 
     probe = x[:_CHECKED_INPUTS]
     reference = _logits_at(evaluator, b, probe)
-    _check_label_range(y, reference.shape[-1])
+    check_label_range(y, reference.shape[-1])
     matching = weight_matching(spec, a, b, max_iter=max_iter, seed=seed)
     _check_same_function(reference, _logits_at(evaluator, matching.matched, probe))
 
@@ -1717,15 +1718,6 @@ def _check_labels(x: torch.Tensor, y: object) -> None:
         raise ValueError(
             f"y has dtype {y.dtype}, but class labels are integers; pass"
             " y.long() if its values are whole numbers"
-        )
-
-
-def _check_label_range(y: torch.Tensor, classes: int) -> None:
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= classes:
-        raise ValueError(
-            f"y contains labels from {low} to {high}, but the model has {classes}"
-            f" outputs; labels must be from 0 to {classes - 1}"
         )
 
 

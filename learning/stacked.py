@@ -731,6 +731,13 @@ class StackedNetwork:
                 f"inputs have dtype {x.dtype} and the parameters {dtype}: cast"
                 f" the inputs with x.to({dtype})"
             )
+        devices = {str(params[name].device) for name in self.shapes}
+        if len(devices | {str(x.device)}) > 1:
+            raise ValueError(
+                f"parameters on {sorted(devices)} and inputs on {x.device}: move"
+                " them all to one device, as x.to(device) and"
+                " {name: p.to(device) for name, p in params.items()}"
+            )
 
     def loss_and_grad(
         self, params: StackedParams, x: torch.Tensor, y: torch.Tensor
@@ -774,6 +781,11 @@ class StackedNetwork:
                 f"labels of shape {tuple(y.shape)} do not match the inputs'"
                 f" {tuple(x.shape[:2])} (runs, batch): pass one class index per"
                 " example of each run"
+            )
+        if y.device != x.device:
+            raise ValueError(
+                f"labels on {y.device} and inputs on {x.device}: move the labels"
+                f" with y.to({str(x.device)!r})"
             )
         if y.is_floating_point() or y.dtype == torch.bool:
             raise TypeError(

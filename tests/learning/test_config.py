@@ -111,3 +111,31 @@ def test_non_finite_tau_rejected(value: float) -> None:
 def test_digits_default_sizes_rejected_at_config() -> None:
     with pytest.raises(ValidationError, match="digits has 1797 examples"):
         DataConfig(name="digits")
+
+
+@pytest.mark.parametrize(
+    "section, value, kind",
+    [
+        ({"train": {"epochs": True}}, "True", "integer"),
+        ({"train": {"batch_size": "100"}}, "'100'", "integer"),
+        ({"train": {"epochs": 2.0}}, "2.0", "integer"),
+        ({"model": {"batch_norm": 1}}, "1", "boolean"),
+        ({"train": {"vectorized": "yes"}}, "'yes'", "boolean"),
+    ],
+)
+def test_values_are_not_coerced(
+    tmp_path: Path, section: dict[str, object], value: str, kind: str
+) -> None:
+    # A bool or a string where a number belongs is more likely a mistake
+    # than a number, so it is refused instead of converted.
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(section))
+    with pytest.raises(ConfigError, match=rf"valid {kind} \(got {value}\)"):
+        load_config(path)
+
+
+def test_integer_accepted_for_a_float_field() -> None:
+    config = ExperimentConfig.model_validate_json(
+        '{"train": {"optimizers": [{"name": "sgd", "lr": 1}]}}'
+    )
+    assert config.train.optimizers[0].lr == 1.0

@@ -781,8 +781,8 @@ def _bad_data(
         (inf_x, y, ValueError, "x contains NaN or inf in 1 of its"),
         (x, y[:8], ValueError, r"y has shape \(8,\), but x has 16 examples"),
         (x, y.float(), ValueError, "y has dtype torch.float32.*y.long"),
-        (x, y + 2, ValueError, "labels from 2 to 3, but the model has 2 outputs"),
-        (x, y - 1, ValueError, "labels from -1 to 0.*from 0 to 1"),
+        (x, y + 2, ValueError, r"labels range from 2 to 3, .* gives 2 class scores"),
+        (x, y - 1, ValueError, r"labels range from -1 to 0.*in \[0, 2\)"),
         (x.numpy(), y, TypeError, "x must be a tensor"),
         (x, y.tolist(), TypeError, "y must be a tensor"),
     ]

@@ -698,3 +698,19 @@ def test_zero_runs_and_empty_halving_inputs_are_named() -> None:
     stacked, _ = stack_module_state([module])
     with pytest.raises(ValueError, match="length 0, which leave no output position"):
         forward(stacked, torch.randn(1, 4, 2, 0))
+
+
+def test_tensors_on_different_devices_are_named() -> None:
+    # The meta device stands in for a GPU: the check runs before any compute.
+    network, params = _linear_network()
+    x, y = torch.randn(2, 4, 6), torch.randint(0, 3, (2, 4))
+    elsewhere = {k: v.to("meta") for k, v in params.items()}
+    with pytest.raises(ValueError, match=r"parameters on \['meta'\] and inputs on cpu"):
+        network.loss_and_grad(elsewhere, x, y)
+    with pytest.raises(ValueError, match=r"labels on meta and inputs on cpu"):
+        network.loss_and_grad(params, x, y.to("meta"))
+    mixed = dict(params)
+    first = next(iter(mixed))
+    mixed[first] = mixed[first].to("meta")
+    with pytest.raises(ValueError, match=r"parameters on \['cpu', 'meta'\]"):
+        network.forward(mixed, x)
