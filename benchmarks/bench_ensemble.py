@@ -43,9 +43,9 @@ helps the vectorized pass, whose tensors are large, and leaves the loop's
 small ones alone. ``--return-freed-memory`` leaves malloc as it is.
 
 Run it with ``python benchmarks/bench_ensemble.py``. On idle 2-core CPUs it
-took 27 s (AMD EPYC, Zen 4) and 53 s (AMD EPYC, Zen 3). ``--threads N`` sets torch's thread count, and ``--batch-size``
-and ``--epochs`` change the workload; the final-point bounds were sized for
-the defaults.
+took 27 s (AMD EPYC, Zen 4) and 53 s (AMD EPYC, Zen 3). ``--threads N``
+sets torch's thread count, and ``--batch-size`` and ``--epochs`` change the
+workload; the final-point bounds were sized for the defaults.
 
 NOTE: measure on an idle machine. When other processes keep the cores busy,
 the loop's many small two-thread kernels wait for each other far more than
@@ -55,9 +55,9 @@ not show. The load average is printed for this reason.
 
 The speedup also depends on the processor. The loop's time goes mostly to
 per-call overhead and the ensemble's mostly to matrix products, and the
-ratio of these two costs differs from one processor to another. Measured on idle 2-core AMD EPYC machines, the
-Zen 4 one printed 3.1 to 4.4 and the Zen 3 one (family 25, model 1) 4.9
-to 5.6. The first line printed names the processor.
+ratio of these two costs differs from one processor to another. On idle
+2-core AMD EPYC machines, a Zen 4 one printed 3.1 to 4.4 and a Zen 3 one
+(family 25, model 1) 4.9 to 5.6. The first line printed names the processor.
 """
 
 from __future__ import annotations
