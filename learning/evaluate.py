@@ -3,8 +3,8 @@
 `StackedEvaluator` wraps a module and its `ParamLayout`. Given flat parameter
 vectors of shape (B, size), and for a network with BatchNorm the flat buffer
 vectors of shape (B, buffer_size), it returns logits, losses, accuracies or
-the output of a named submodule at every point, in eval mode, processing
-points and examples in chunks so that memory stays bounded. Modules made
+the output of a named submodule inside the network at every point, in eval
+mode, processing points and examples in chunks so that memory stays bounded. Modules made
 only of the layers `learning.stacked` covers are evaluated there, as batched
 matrix products. Any other module goes through `torch.func.functional_call`
 under `torch.func.vmap`, so each point is normalized with its own running
@@ -21,6 +21,7 @@ import copy
 import itertools
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -97,47 +98,34 @@ class StackedEvaluator:
         x: torch.Tensor,
         buffers: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Return submodule(x) for each point, shape (B, n, ...)."""
-        target = (
-            self.module if submodule is None else self.module.get_submodule(submodule)
-        )
-        prefix = "" if submodule is None else submodule + "."
+        """Return the output of `submodule` (or of the module) for each point.
 
-        def one_point(
-            params: dict[str, torch.Tensor], inputs: torch.Tensor
-        ) -> torch.Tensor:
-            own = {
-                k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)
-            }
-            out: torch.Tensor = functional_call(target, own, (inputs,))
-            return out
-
+        The output is the one the submodule gives inside the whole module's
+        forward pass on x, of shape (B, n, ...).
+        """
         if buffers is None or self.layout.buffer_size == 0:
-            stacked = self._stacked_forward(submodule, target)
+            stacked = self._stacked_forward(submodule)
             if stacked is not None:
-                own = {
-                    k[len(prefix) :]: v
-                    for k, v in self.layout.unflatten(points).items()
-                    if k.startswith(prefix)
-                }
-                return stacked(own, x.expand(points.shape[0], *x.shape))
+                params = self.layout.unflatten(points)
+                return stacked(params, x.expand(points.shape[0], *x.shape))
 
         # Parameters and buffers go in one dict, so that vmap maps over both
         # and each point is normalized with its own running statistics.
         tensors = self.layout.unflatten(points)
         if buffers is not None:
             tensors.update(self.layout.unflatten_buffers(buffers))
+        one_point = partial(_output_of, self.module, submodule)
         batched: Callable[..., torch.Tensor] = vmap(one_point, in_dims=(0, None))
         return batched(tensors, x)
 
     def _stacked_forward(
-        self, submodule: str | None, target: nn.Module
+        self, submodule: str | None
     ) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None:
-        """Return the batched-product forward of `target`, if it covers it."""
+        """Return the batched-product forward up to `submodule`, if covered."""
         if global_hooks_registered():
             return None  # registered after this evaluator was made, perhaps
         if submodule not in self._stacked:
-            self._stacked[submodule] = stacked_forward_fn(target)
+            self._stacked[submodule] = stacked_forward_fn(self.module, submodule)
         return self._stacked[submodule]
 
     def _check_inputs(
@@ -215,9 +203,16 @@ class StackedEvaluator:
         submodule: str | None = None,
         buffers: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Return the module's (or a submodule's) outputs, (B, n, ...), on the CPU.
+        """Return the module's outputs at each point, (B, n, ...), on the CPU.
 
-        Floating-point inputs are cast to the points' dtype.
+        With `submodule`, the outputs are those that submodule gives inside
+        the module's forward pass on x (the first of them, where it runs more
+        than once). Floating-point inputs are cast to the points' dtype.
+
+        Raises
+        ------
+        ValueError
+            If the submodule is not called in the module's forward pass.
         """
         x = self._check_inputs(points, x, buffers)
         results = []
@@ -380,6 +375,47 @@ class StackedEvaluator:
         if not rows:
             return torch.zeros(0, self.layout.buffer_size)
         return torch.stack(rows)
+
+
+class _OutputReached(Exception):
+    """Raised by a forward hook to stop the forward pass at a submodule."""
+
+
+def _output_of(
+    module: nn.Module,
+    submodule: str | None,
+    tensors: dict[str, torch.Tensor],
+    inputs: torch.Tensor,
+) -> torch.Tensor:
+    """Return the output of `submodule` in ``module``'s forward pass on inputs.
+
+    A forward hook on the submodule keeps its output and stops the pass
+    there, so the layers after it are not computed. Where the submodule
+    runs more than once, this is the output of its first call.
+    """
+    if submodule is None:
+        out: torch.Tensor = functional_call(module, tensors, (inputs,))
+        return out
+    target = module.get_submodule(submodule)
+    outputs: list[torch.Tensor] = []
+
+    def record_output(_: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        outputs.append(output)
+        raise _OutputReached
+
+    handle = target.register_forward_hook(record_output)
+    try:
+        functional_call(module, tensors, (inputs,))
+    except _OutputReached:
+        pass
+    finally:
+        handle.remove()
+    if not outputs:
+        raise ValueError(
+            f"submodule {submodule!r} is not called in the forward pass of"
+            f" {type(module).__name__}: name one that computes the features"
+        )
+    return outputs[0]
 
 
 def recompute_batchnorm_statistics(

@@ -139,6 +139,8 @@ class _Layer:
     """
 
     key = 0
+    path = ""
+    """The layer's module name in the network, as named_modules() gives it."""
 
     def forward(
         self, params: StackedParams, a: _Activation, buffers: _Buffers
@@ -158,6 +160,11 @@ class _Layer:
 
     def has_params(self) -> bool:
         return False
+
+    def param_names(self) -> list[str]:
+        """Return the names of the parameters this layer reads."""
+        names = [getattr(self, "weight", None), getattr(self, "bias", None)]
+        return [name for name in names if name is not None]
 
 
 class _Identity(_Layer):
@@ -638,7 +645,9 @@ class StackedNetwork:
         self.buffers = _Buffers(keep=True)
 
     @classmethod
-    def of(cls, module: nn.Module) -> StackedNetwork | None:
+    def of(
+        cls, module: nn.Module, output_of: str | None = None
+    ) -> StackedNetwork | None:
         """Return the stacked form of `module`, or None if it is not covered.
 
         None is returned for a layer or setting this module does not cover
@@ -646,7 +655,20 @@ class StackedNetwork:
         may compute something else. It is also returned for a module with
         hooks, buffers, a forward set on an instance, or one module object
         used at two places, and while a global module hook is registered.
+
+        With `output_of`, the name of a submodule, the network ends at that
+        submodule: its outputs are what the submodule returns inside
+        ``module``'s forward pass, and it takes only the parameters of the
+        layers up to there. None is returned when that submodule contains no
+        layer (an empty ``nn.Sequential``).
+
+        Raises
+        ------
+        AttributeError
+            If `module` has no submodule named `output_of`.
         """
+        if output_of is not None:
+            module.get_submodule(output_of)  # raises for an unknown name
         if any(True for _ in module.buffers()) or global_hooks_registered():
             return None
         shared = sum(1 for _ in module.named_parameters(remove_duplicate=False))
@@ -664,7 +686,23 @@ class StackedNetwork:
         if layers is None:
             return None
         shapes = {name: tuple(p.shape) for name, p in module.named_parameters()}
-        return cls(layers, shapes)
+        if output_of is None:
+            return cls(layers, shapes)
+
+        # The covered containers run their children in order, so a
+        # submodule's layers are consecutive and its output is the last one's.
+        inside = [
+            index
+            for index, layer in enumerate(layers)
+            if layer.path == output_of or layer.path.startswith(output_of + ".")
+        ]
+        if not inside:
+            return None
+        kept = layers[: inside[-1] + 1]
+        used = {name for layer in kept for name in layer.param_names()}
+        return cls(
+            kept, {name: shape for name, shape in shapes.items() if name in used}
+        )
 
     def forward(self, params: StackedParams, x: torch.Tensor) -> torch.Tensor:
         """Return the outputs (R, B, ...) of the R networks on inputs x.
@@ -915,7 +953,7 @@ class _StackedFunction(torch.autograd.Function):
 
 
 def stacked_forward_fn(
-    module: nn.Module,
+    module: nn.Module, output_of: str | None = None
 ) -> Callable[[StackedParams, torch.Tensor], torch.Tensor] | None:
     """Return a function (params, x) -> outputs for R copies of `module`.
 
@@ -926,14 +964,22 @@ def stacked_forward_fn(
     ``functional_call(module, params[r], x[r])``. Autograd differentiates
     them once (not twice) with respect to the parameters and the inputs.
 
+    With `output_of`, row r is instead the output of that submodule inside
+    the forward pass of network r (see `StackedNetwork.of`). The function
+    still takes all of the module's parameters and ignores those of later
+    layers.
+
     Returns None where `StackedNetwork.of` does.
     """
-    network = StackedNetwork.of(module)
+    network = StackedNetwork.of(module, output_of)
     if network is None:
         return None
     stacked = network
+    later = {name for name, _ in module.named_parameters()} - set(stacked.shapes)
 
     def forward(params: StackedParams, x: torch.Tensor) -> torch.Tensor:
+        if later:
+            params = {k: v for k, v in params.items() if k not in later}
         stacked.check(params, x)
         tensors = tuple(params.values())
         if torch.is_grad_enabled() and (
@@ -1025,6 +1071,13 @@ def _compile(module: nn.Module, prefix: str) -> list[_Layer] | None:
 
 
 def _leaf(module: nn.Module, prefix: str) -> _Layer | None:
+    layer = _leaf_layer(module, prefix)
+    if layer is not None:
+        layer.path = prefix.removesuffix(".")
+    return layer
+
+
+def _leaf_layer(module: nn.Module, prefix: str) -> _Layer | None:
     if isinstance(module, nn.Linear):
         return _Linear(prefix, module.bias is not None)
     if isinstance(module, nn.Conv1d | nn.Conv2d):

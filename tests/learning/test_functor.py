@@ -6,12 +6,15 @@ import itertools
 
 import pytest
 import torch
+from torch import nn
 
 from categories import functor_law_failures
-from learning.config import ExperimentConfig
+from learning.config import ExperimentConfig, ModelConfig
 from learning.data import Dataset
+from learning.evaluate import StackedEvaluator
 from learning.functor import LearningFunctor
-from learning.param import Trajectory
+from learning.models import build_model
+from learning.param import ParamLayout, ParamPoint, Trajectory
 from learning.rep import RepPath, Representation
 from learning.training import RunResult, initial_model, train_run
 
@@ -174,3 +177,77 @@ def test_logits_break_equality_when_features_agree() -> None:
     assert rep.equal_objects(a, a)
     assert not rep.equal_objects(a, b)
     assert not rep.equal_objects(a, Representation(features))
+
+
+def _hooked_output(module: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """Return what submodule `name` gives inside module's own forward pass."""
+    seen: list[torch.Tensor] = []
+    handle = module.get_submodule(name).register_forward_hook(
+        lambda _m, _i, out: seen.append(out)
+    )
+    with torch.no_grad():
+        module.eval()(x)
+    handle.remove()
+    return seen[0]
+
+
+class _Wrapped(nn.Module):
+    """A network whose feature block does not start at the input."""
+
+    def __init__(self, activation: nn.Module) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(5, 12), nn.Tanh(), nn.Linear(12, 7), activation
+        )
+        self.head = nn.Linear(7, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.body(x))
+        return out
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_every_submodule_read_in_place(batch_norm: bool) -> None:
+    # Without BatchNorm the CNN goes through the batched products, with it
+    # through vmap; either way a submodule's output is the one it gives
+    # inside the whole network, not the submodule applied to the inputs.
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="cnn", batch_norm=batch_norm), (40,), 10)
+    evaluator = StackedEvaluator(model, torch.device("cpu"))
+    point = ParamLayout.of(model).flatten(model).unsqueeze(0)
+    x = torch.randn(6, 40)
+    for name, _ in model.named_modules():
+        if not name:
+            continue
+        got = evaluator.outputs(point, x, name)[0]
+        torch.testing.assert_close(got, _hooked_output(model, name, x), msg=name)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.GELU()])
+def test_features_inside_user_network(activation: nn.Module) -> None:
+    # ReLU keeps the network covered by the batched products; GELU does not.
+    torch.manual_seed(3)
+    model = _Wrapped(activation)
+    probe = torch.randn(20, 5)
+    layout = ParamLayout.of(model)
+    start = ParamPoint(layout.flatten(model))
+    moved = ParamPoint(start.vector + 0.1 * torch.randn_like(start.vector))
+    for name in ["body", "body.2", "body.3"]:
+        functor = LearningFunctor(
+            model, probe, torch.device("cpu"), feature_module=name
+        )
+        features = functor.map_object(start).features
+        expected = _hooked_output(model, name, probe)
+        torch.testing.assert_close(features, expected, msg=name)
+        assert not torch.equal(features, functor.map_object(moved).features), name
+
+
+def test_feature_module_never_called_is_named() -> None:
+    model = _Wrapped(nn.ReLU())
+    model.unused = nn.Linear(5, 5)
+    functor = LearningFunctor(
+        model, torch.randn(4, 5), torch.device("cpu"), feature_module="unused"
+    )
+    point = ParamPoint(ParamLayout.of(model).flatten(model))
+    with pytest.raises(ValueError, match="'unused' is not called in the forward"):
+        functor.map_object(point)

@@ -714,3 +714,33 @@ def test_tensors_on_different_devices_are_named() -> None:
     mixed[first] = mixed[first].to("meta")
     with pytest.raises(ValueError, match=r"parameters on \['cpu', 'meta'\]"):
         network.forward(mixed, x)
+
+
+def test_output_of_submodule_and_its_gradient() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="cnn"), (40,), 10)
+    forward = stacked_forward_fn(model, output_of="features.3")
+    assert forward is not None
+    stacked, _ = stack_module_state([model, copy.deepcopy(model)])
+    params = {k: v.detach().requires_grad_(True) for k, v in stacked.items()}
+    x = torch.randn(2, 3, 40)
+    got = forward(params, x)  # takes all parameters, reads only the first conv's
+    got.square().sum().backward()
+
+    seen: list[torch.Tensor] = []
+    model.get_submodule("features.3").register_forward_hook(
+        lambda _m, _i, out: seen.append(out)
+    )
+    model(x[0])
+    torch.testing.assert_close(got[0], seen[0])
+    seen[0].square().sum().backward()
+    weight = model.get_submodule("features.2").weight
+    torch.testing.assert_close(params["features.2.weight"].grad[0], weight.grad)
+    assert params["head.weight"].grad is None
+
+
+def test_output_of_unknown_submodule_raises() -> None:
+    model = build_model(ModelConfig(kind="mlp"), (40,), 10)
+    with pytest.raises(AttributeError, match="no attribute `nope`"):
+        StackedNetwork.of(model, output_of="nope")
+    assert StackedNetwork.of(nn.Sequential(nn.Sequential(), nn.ReLU()), "0") is None
