@@ -85,10 +85,13 @@ def check_functor_laws(
     checked_runs = [r for r in runs if len(r.trajectory.steps) >= 3]
 
     reports: dict[str, list[LawReport]] = {"functor": [], "param": [], "rep": []}
+    counts: list[int] = []
     for done, run in enumerate(checked_runs, start=1):
+        # A trajectory with c checkpoints has at most c - 1 segments.
         segments = run.trajectory.split(
             min(config.functor_segments, len(run.trajectory.steps) - 1)
         )
+        counts.append(len(segments))
         objects = [s.start for s in segments] + [segments[-1].end]
         pairs = [(a, b) for a, b in itertools.pairwise(segments)]
         prefix = segments[0]
@@ -119,7 +122,8 @@ def check_functor_laws(
     summary: dict[str, Any] = {
         "runs_checked": len(checked_runs),
         "runs_skipped": len(runs) - len(checked_runs),
-        "segments_per_run": config.functor_segments,
+        "segments_requested": config.functor_segments,
+        "segments_per_run": sorted(set(counts)),
         "rep_tolerance": {"rtol": rep.rtol, "atol": rep.atol},
         "probe_size": int(dataset.probe.shape[0]),
     }

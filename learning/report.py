@@ -268,6 +268,23 @@ def _runs_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _segments_text(functor_laws: dict[str, Any]) -> str:
+    """Describe how many segments each trajectory was cut into."""
+    counts = functor_laws["segments_per_run"]
+    requested = functor_laws["segments_requested"]
+    if not counts:
+        return "no segments"
+    text = f"{counts[0]} segments"
+    if len(counts) > 1:
+        text = f"{counts[0]} to {counts[-1]} segments"
+    if counts[0] < requested:
+        text += (
+            f" ({requested} were requested, but a trajectory with c checkpoints"
+            " has at most c - 1)"
+        )
+    return text
+
+
 def _functor_section(results: dict[str, Any]) -> list[str]:
     f = results["functor_laws"]
     tol = f["rep_tolerance"]
@@ -278,7 +295,7 @@ def _functor_section(results: dict[str, Any]) -> list[str]:
         (
             f"L sends a checkpoint to its penultimate features on {f['probe_size']} probe"
             " inputs, and a trajectory to the features at each checkpoint. Each of"
-            f" {f['runs_checked']} trajectories was cut into {f['segments_per_run']} segments;"
+            f" {f['runs_checked']} trajectories was cut into {_segments_text(f)};"
             f" Rep compares features with rtol={tol['rtol']}, atol={tol['atol']}."
         ),
         "",

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from categories import functor_law_failures
+from learning.analyses import check_functor_laws
 from learning.config import ExperimentConfig, ModelConfig
 from learning.data import Dataset
 from learning.evaluate import StackedEvaluator
@@ -16,6 +17,7 @@ from learning.functor import LearningFunctor
 from learning.models import build_model
 from learning.param import ParamLayout, ParamPoint, Trajectory
 from learning.rep import RepPath, Representation
+from learning.report import _segments_text
 from learning.training import RunResult, initial_model, train_run
 
 
@@ -251,3 +253,18 @@ def test_feature_module_never_called_is_named() -> None:
     point = ParamPoint(ParamLayout.of(model).flatten(model))
     with pytest.raises(ValueError, match="'unused' is not called in the forward"):
         functor.map_object(point)
+
+
+def test_law_check_reports_segments_used(
+    small_config: ExperimentConfig,
+    small_dataset: Dataset,
+    recorded: RunResult,
+    cpu: torch.device,
+) -> None:
+    config = small_config.model_copy(update={"functor_segments": 1000})
+    laws = check_functor_laws(config, small_dataset, [recorded], cpu)
+    checkpoints = len(recorded.trajectory.steps)
+    assert laws["segments_requested"] == 1000
+    assert laws["segments_per_run"] == [checkpoints - 1]
+    text = _segments_text(laws)
+    assert text.startswith(f"{checkpoints - 1} segments (1000 were requested")
