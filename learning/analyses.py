@@ -85,13 +85,13 @@ def check_functor_laws(
     checked_runs = [r for r in runs if len(r.trajectory.steps) >= 3]
 
     reports: dict[str, list[LawReport]] = {"functor": [], "param": [], "rep": []}
-    counts: list[int] = []
+    segment_counts: list[int] = []
     for done, run in enumerate(checked_runs, start=1):
         # A trajectory with c checkpoints has at most c - 1 segments.
         segments = run.trajectory.split(
             min(config.functor_segments, len(run.trajectory.steps) - 1)
         )
-        counts.append(len(segments))
+        segment_counts.append(len(segments))
         objects = [s.start for s in segments] + [segments[-1].end]
         pairs = [(a, b) for a, b in itertools.pairwise(segments)]
         prefix = segments[0]
@@ -123,7 +123,7 @@ def check_functor_laws(
         "runs_checked": len(checked_runs),
         "runs_skipped": len(runs) - len(checked_runs),
         "segments_requested": config.functor_segments,
-        "segments_per_run": sorted(set(counts)),
+        "segments_per_run": sorted(set(segment_counts)),
         "rep_tolerance": {"rtol": rep.rtol, "atol": rep.atol},
         "probe_size": int(dataset.probe.shape[0]),
     }
@@ -570,7 +570,9 @@ def analyze_landscapes(
     gaps = np.array([e["generalization_gap"] for e in fitted], dtype=float)
     closed = np.array([e["total_persistence"] for e in fitted], dtype=float)
     finite_only = np.array([e["total_persistence_finite"] for e in fitted], dtype=float)
-    optimizer_of = {r.name: r.spec.optimizer.name for r in usable}
+    optimizer_of = {
+        r.name: config.train.optimizer_label(r.spec.optimizer) for r in usable
+    }
     by_optimizer = {}
     for optimizer in sorted(set(optimizer_of.values())):
         mask = np.array(
@@ -738,6 +740,7 @@ def analyze_fisher_lengths(
                 "run": run.name,
                 "init_seed": run.spec.init_seed,
                 "optimizer": run.spec.optimizer.name,
+                "optimizer_label": config.train.optimizer_label(run.spec.optimizer),
                 "fisher_length": length.length,
                 "euclidean_length": length.euclidean_length,
                 "segments": len(length.segment_lengths),
@@ -747,13 +750,16 @@ def analyze_fisher_lengths(
             progress(done, len(usable))
 
     shortest: dict[str, int] = {}
+    wins = 0
     for seed in sorted({row["init_seed"] for row in rows}):
         group = [row for row in rows if row["init_seed"] == seed]
         best = min(group, key=lambda row: row["fisher_length"])
-        shortest[best["optimizer"]] = shortest.get(best["optimizer"], 0) + 1
+        label = best["optimizer_label"]
+        shortest[label] = shortest.get(label, 0) + 1
+        if best["optimizer"] == "natural_gradient":
+            wins += 1
     optimizers = {row["optimizer"] for row in rows}
     groups = len({row["init_seed"] for row in rows})
-    wins = shortest.get("natural_gradient", 0)
     if "natural_gradient" not in optimizers:
         reading = "not testable: no natural-gradient run in this sweep"
     elif wins == groups:

@@ -248,6 +248,27 @@ class TrainConfig(_Strict):
                 )
         return self
 
+    def optimizer_label(self, optimizer: OptimizerConfig) -> str:
+        """Return the optimizer's name, with the settings that tell it apart.
+
+        Where the sweep has two optimizers of one name, each label adds the
+        fields in which they differ, as ``sgd (lr=0.05)`` and ``sgd (lr=0.01)``,
+        so that tables and per-optimizer fits keep them apart.
+        """
+        own = optimizer.model_dump()
+        namesakes = [
+            o.model_dump() for o in self.optimizers if o.name == optimizer.name
+        ]
+        differing = [
+            key
+            for key, value in own.items()
+            if key != "name" and any(other[key] != value for other in namesakes)
+        ]
+        if not differing:
+            return optimizer.label
+        settings = ", ".join(f"{key}={own[key]}" for key in differing)
+        return f"{optimizer.label} ({settings})"
+
     def run_specs(self) -> list[RunSpec]:
         """Return the runs of the sweep in a fixed order."""
         return [

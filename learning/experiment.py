@@ -217,7 +217,9 @@ def reproduce(
             "n_test": len(dataset.y_test),
             "probe_size": int(dataset.probe.shape[0]),
         },
-        "runs": [_run_json(r) for r in runs],
+        "runs": [
+            _run_json(r, config.train.optimizer_label(r.spec.optimizer)) for r in runs
+        ],
         "n_runs": len(runs),
         "n_diverged": sum(r.status == "diverged" for r in runs),
         "functor_laws": functor,
@@ -233,12 +235,13 @@ def reproduce(
     return results
 
 
-def _run_json(run: RunResult) -> dict[str, Any]:
+def _run_json(run: RunResult, optimizer_label: str) -> dict[str, Any]:
     return {
         "name": run.name,
         "init_seed": run.spec.init_seed,
         "data_seed": run.spec.data_seed,
         "optimizer": run.spec.optimizer.model_dump(mode="json"),
+        "optimizer_label": optimizer_label,
         "status": run.status,
         "diverged_at_step": run.diverged_at_step,
         "recorded_steps": run.trajectory.duration,

@@ -597,7 +597,7 @@ def _plot_fit(results: dict[str, Any], path: Path) -> str | None:
     ]
     if not points:
         return None
-    optimizer_of = {r["name"]: r["optimizer"]["name"] for r in results["runs"]}
+    optimizer_of = {r["name"]: r["optimizer_label"] for r in results["runs"]}
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for optimizer in sorted({optimizer_of[name] for _, _, name in points}):
         xs = [x for x, _, name in points if optimizer_of[name] == optimizer]

@@ -139,3 +139,19 @@ def test_integer_accepted_for_a_float_field() -> None:
         '{"train": {"optimizers": [{"name": "sgd", "lr": 1}]}}'
     )
     assert config.train.optimizers[0].lr == 1.0
+
+
+def test_optimizer_label_names_differing_settings() -> None:
+    train = TrainConfig(
+        optimizers=[
+            OptimizerConfig(name="sgd", lr=0.05),
+            OptimizerConfig(name="sgd", lr=0.01, nesterov=True),
+            OptimizerConfig(name="adam", lr=0.001),
+        ]
+    )
+    labels = [train.optimizer_label(o) for o in train.optimizers]
+    assert labels == [
+        "sgd (lr=0.05, nesterov=False)",
+        "sgd (lr=0.01, nesterov=True)",
+        "adam",
+    ]

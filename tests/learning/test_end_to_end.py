@@ -308,3 +308,25 @@ def test_summary_names_an_uncomputed_fisher_analysis() -> None:
     }
     rows = {row[0]: row for row in summary_rows(loaded)}
     assert rows["shortest Fisher path per initialization"][1] == "not computed"
+
+
+def test_two_settings_of_one_optimizer_kept_apart(tmp_path: Path) -> None:
+    config = preset("tiny")
+    train = config.train.model_copy(
+        update={
+            "epochs": 1,
+            "init_seeds": [0, 1],
+            "optimizers": [
+                OptimizerConfig(name="sgd", lr=0.05),
+                OptimizerConfig(name="sgd", lr=0.01),
+            ],
+        }
+    )
+    results = reproduce(config.model_copy(update={"train": train}), tmp_path)
+    labels = {"sgd (lr=0.05)", "sgd (lr=0.01)"}
+    assert {run["optimizer_label"] for run in results["runs"]} == labels
+    assert set(results["topology"]["fit_by_optimizer"]) == labels
+    assert set(results["fisher"]["shortest_by_optimizer"]) <= labels
+    assert {row["optimizer_label"] for row in results["fisher"]["runs"]} == labels
+    report = (tmp_path / "report.md").read_text()
+    assert "total persistence, sgd (lr=0.05) runs only" in report
