@@ -35,6 +35,18 @@ DEFAULT_MAX_EXAMPLES = 100
 DEFAULT_EXHAUSTIVE_LIMIT = 100_000
 
 
+def _check_max_examples(max_examples: object) -> None:
+    """Raise unless `max_examples` is a whole number of examples, at least 1."""
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int):
+        raise TypeError(
+            f"max_examples = {max_examples!r} is not an integer; pass a count >= 1"
+        )
+    if max_examples < 1:
+        raise ValueError(
+            f"max_examples = {max_examples} draws no example; pass a count >= 1"
+        )
+
+
 def run_examples(
     strategy: st.SearchStrategy[T],
     check: Callable[[T], LawReport],
@@ -46,6 +58,7 @@ def run_examples(
     every time; Hypothesis's example database is not used. A failure found
     on several examples is listed once.
     """
+    _check_max_examples(max_examples)
     reports: list[LawReport] = []
 
     @settings(
@@ -196,7 +209,13 @@ def check_laws(subject: object, max_examples: int = DEFAULT_MAX_EXAMPLES) -> Law
     -------
     LawReport
         Equations checked per law, and every failure with witness and sides.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If `max_examples` is not an integer of at least 1.
     """
+    _check_max_examples(max_examples)
     if isinstance(subject, Category):
         return check_category(subject, max_examples)
     if isinstance(subject, Functor):

@@ -52,7 +52,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--config", help="path of a JSON ExperimentConfig")
     run.add_argument(
-        "--out", required=True, help="results folder (resumed if it exists)"
+        "--out",
+        required=True,
+        type=_results_folder,
+        help="results folder (resumed if it exists)",
     )
     run.add_argument(
         "--device", help="'auto', 'cpu' or 'cuda:N' (overrides the config)"
@@ -65,6 +68,15 @@ def _build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("config", help="print a preset's configuration as JSON")
     show.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     return parser
+
+
+def _results_folder(value: str) -> str:
+    """Return `value` unless it is empty, which would mean the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "the results folder is empty; name one, such as results/quick"
+        )
+    return value
 
 
 def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:

@@ -4,7 +4,7 @@ Every number the main job prints is produced under one `ExperimentConfig`,
 which is written beside the results. Invalid values are rejected when the
 config is built, with a message naming the field, the value and what is
 allowed. Values are not converted between types: ``true`` or ``"100"``
-where an integer belongs is refused, not read as 1 or 100. Only an integer
+where an integer belongs is rejected, not read as 1 or 100. Only an integer
 is accepted where a float belongs.
 """
 
@@ -93,6 +93,12 @@ class DataConfig(_Strict):
             raise ValueError(
                 f"data set {self.name!r} is read from a local folder; set data.root"
                 " to the folder holding its files (nothing is downloaded)"
+            )
+        if self.name not in local and self.root is not None:
+            raise ValueError(
+                f"data.root = {self.root!r} is set, but {self.name!r} is not read"
+                " from a folder (only mnist, fashion_mnist and cifar10 are);"
+                " remove data.root or choose one of those data sets"
             )
         if self.probe_size > self.n_test:
             raise ValueError(
@@ -394,6 +400,16 @@ class ExperimentConfig(_Strict):
         "auto", description="'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:N]'"
     )
 
+    @model_validator(mode="after")
+    def _check_batch_size(self) -> ExperimentConfig:
+        if self.train.batch_size > self.data.n_train:
+            raise ValueError(
+                f"train.batch_size = {self.train.batch_size} exceeds data.n_train ="
+                f" {self.data.n_train}, so every epoch would be one smaller step;"
+                f" for full-batch training set batch_size to {self.data.n_train}"
+            )
+        return self
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
@@ -486,11 +502,22 @@ def preset(name: str) -> ExperimentConfig:
     return config
 
 
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, raising on a key given twice (json keeps the last)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ConfigError(
+            f"key {repeated[0]!r} appears twice in one object; keep one of them"
+        )
+    return dict(pairs)
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read an `ExperimentConfig` from a JSON file, naming any invalid field."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(), object_pairs_hook=_reject_duplicate_keys)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
     except IsADirectoryError:
@@ -499,6 +526,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"config file {path} cannot be read: {error}") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    except ConfigError as error:
+        raise ConfigError(f"config file {path} is invalid: {error}") from None
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:

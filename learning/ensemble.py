@@ -150,12 +150,12 @@ def train_ensemble(
 
 def supports(spec: RunSpec) -> bool:
     """Return whether `train_ensemble` implements the run's optimizer exactly."""
-    return not _unsupported(spec)
+    return not unsupported_features(spec)
 
 
 def _require_supported(spec: RunSpec) -> None:
     """Raise unless the vectorized pass implements the run's optimizer exactly."""
-    problems = _unsupported(spec)
+    problems = unsupported_features(spec)
     if problems:
         raise ValueError(
             f"run {spec.name} uses {' and '.join(problems)}, which train_ensemble"
@@ -163,7 +163,8 @@ def _require_supported(spec: RunSpec) -> None:
         )
 
 
-def _unsupported(spec: RunSpec) -> list[str]:
+def unsupported_features(spec: RunSpec) -> list[str]:
+    """Return what in the run's optimizer train_ensemble does not implement."""
     optimizer = spec.optimizer
     problems = []
     if optimizer.name not in ("sgd", "adam"):

@@ -28,7 +28,7 @@ from learning.analyses import (
 )
 from learning.config import ConfigError, ExperimentConfig, preset
 from learning.data import Dataset, load_dataset
-from learning.ensemble import supports, train_ensemble
+from learning.ensemble import supports, train_ensemble, unsupported_features
 from learning.evaluate import resolve_device
 from learning.report import write_report
 from learning.store import RunStore, atomic_write_json, run_key
@@ -74,6 +74,13 @@ def train_sweep(
             )
         else:
             together = [i for i in missing if supports(specs[i])]
+            for i in sorted(set(missing) - set(together)):
+                logger.info(
+                    "training run %s on its own: the vectorized pass does not"
+                    " implement %s",
+                    specs[i].name,
+                    " and ".join(unsupported_features(specs[i])),
+                )
     if together:
         trained = train_ensemble(config, dataset, [specs[i] for i in together], device)
         for i, run in zip(together, trained, strict=True):

@@ -288,7 +288,10 @@ class RunIndex:
             index = cls(path)
             reason = "rebuilt"
         count = index.rebuild(store)
-        logger.info("run index %s %s from %d runs", path, reason, count)
+        if count:
+            logger.info("run index %s %s from %d runs", path, reason, count)
+        else:
+            logger.info("run index %s %s; no runs are stored yet", path, reason)
         return index
 
     def _check_and_prepare(self) -> None:

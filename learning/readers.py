@@ -887,6 +887,9 @@ def _find_folder(
     """
     reports = []
     for folder in folders:
+        if folder.is_file():
+            reports.append(f"{folder} (a file, not a folder)")
+            continue
         if not folder.is_dir():
             reports.append(f"{folder} (does not exist)")
             continue

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -698,10 +698,10 @@ class StackedNetwork:
         ]
         if not inside:
             return None
-        kept = layers[: inside[-1] + 1]
-        used = {name for layer in kept for name in layer.param_names()}
+        leading = layers[: inside[-1] + 1]
+        used = {name for layer in leading for name in layer.param_names()}
         return cls(
-            kept, {name: shape for name, shape in shapes.items() if name in used}
+            leading, {name: shape for name, shape in shapes.items() if name in used}
         )
 
     def forward(self, params: StackedParams, x: torch.Tensor) -> torch.Tensor:
@@ -728,6 +728,26 @@ class StackedNetwork:
 
     def check(self, params: StackedParams, x: torch.Tensor) -> None:
         """Raise unless `params` and `x` fit R stacked copies of the module."""
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                f"parameters are a {type(params).__name__}; pass a dict from each"
+                " name of module.named_parameters() to its stacked tensor"
+            )
+        not_tensors = sorted(
+            name
+            for name, value in params.items()
+            if not isinstance(value, torch.Tensor)
+        )
+        if not_tensors:
+            raise TypeError(
+                f"parameters {not_tensors} are not tensors; pass torch tensors"
+                " (torch.as_tensor turns an array into one)"
+            )
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"inputs are a {type(x).__name__}, not a tensor; pass"
+                " torch.as_tensor(x)"
+            )
         missing = sorted(set(self.shapes) - set(params))
         unknown = sorted(set(params) - set(self.shapes))
         if missing or unknown:
@@ -814,6 +834,11 @@ class StackedNetwork:
 
     @staticmethod
     def _check_labels(x: torch.Tensor, y: torch.Tensor) -> None:
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(
+                f"labels are a {type(y).__name__}, not a tensor; pass"
+                " torch.as_tensor(y)"
+            )
         if tuple(y.shape) != tuple(x.shape[:2]):
             raise ValueError(
                 f"labels of shape {tuple(y.shape)} do not match the inputs'"

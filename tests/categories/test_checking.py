@@ -400,3 +400,11 @@ def test_nonterminating_completion_stops_at_bound() -> None:
             [(["a", "b", "a"], ["b", "a", "b"])],
             max_completion_steps=2000,
         )
+
+
+@pytest.mark.parametrize(
+    "count, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError)]
+)
+def test_max_examples_below_one_rejected(count: object, error: type) -> None:
+    with pytest.raises(error, match="max_examples = .* pass a count >= 1"):
+        check_laws(Cyclic(4), max_examples=count)  # type: ignore[arg-type]

@@ -123,3 +123,10 @@ def test_out_file_rejected_before_progress(
     path.write_text("x")
     assert main(["reproduce", "--preset", "tiny", "--out", str(path)]) == 2
     assert capsys.readouterr().err.startswith("catinv: error: --out")
+
+
+def test_empty_out_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "--preset", "tiny", "--out", ""])
+    assert exit_info.value.code == 2
+    assert "the results folder is empty" in capsys.readouterr().err

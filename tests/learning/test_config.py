@@ -155,3 +155,22 @@ def test_optimizer_label_names_differing_settings() -> None:
         "sgd (lr=0.01, nesterov=True)",
         "adam",
     ]
+
+
+def test_duplicate_key_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"train": {"epochs": 2, "epochs": 3}}')
+    with pytest.raises(ConfigError, match="key 'epochs' appears twice"):
+        load_config(path)
+
+
+def test_root_for_generated_data_rejected() -> None:
+    with pytest.raises(ValidationError, match="'mnist1d' is not read from a folder"):
+        DataConfig(root="/data")
+
+
+def test_batch_larger_than_training_set_rejected() -> None:
+    with pytest.raises(ValidationError, match="set batch_size to 600"):
+        ExperimentConfig.model_validate(
+            {"data": {"n_train": 600}, "train": {"batch_size": 601}}
+        )

@@ -253,6 +253,30 @@ def test_vectorized_batchnorm_sweep_trains_in_a_loop(
     assert "cannot update the model's buffers" in caplog.text
 
 
+def test_vectorized_sweep_logs_unsupported_optimizer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = preset("tiny")
+    train = config.train.model_copy(
+        update={
+            "vectorized": True,
+            "epochs": 1,
+            "init_seeds": [0],
+            "optimizers": [
+                OptimizerConfig(name="sgd", lr=0.05),
+                OptimizerConfig(name="rmsprop", lr=0.001),
+            ],
+        }
+    )
+    vectorized = config.model_copy(update={"train": train})
+    dataset = load_dataset(vectorized.data)
+    with caplog.at_level("INFO", logger="learning.experiment"):
+        runs = train_sweep(vectorized, dataset, RunStore(tmp_path), torch.device("cpu"))
+    assert [run.status for run in runs] == ["complete"] * 2
+    assert "rmsprop on its own: the vectorized pass does not implement" in caplog.text
+    assert "sgd on its own" not in caplog.text
+
+
 def test_unfitting_model_is_config_error(tmp_path: Path) -> None:
     config = preset("tiny")
     flat_cnn2d = config.model_copy(

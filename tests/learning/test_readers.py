@@ -860,3 +860,11 @@ def test_read_cifar_batch_corrupted_bytes(
         return
     assert images.shape == (1, 32, 32, 3)
     assert label_array.shape == (1,)
+
+
+def test_load_mnist_root_is_a_file(tmp_path: Path) -> None:
+    root = tmp_path / "tiny.json"
+    root.write_text("{}")
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_mnist(root, kind="mnist")
+    assert f"{root} (a file, not a folder)" in str(caught.value)

@@ -744,3 +744,17 @@ def test_output_of_unknown_submodule_raises() -> None:
     with pytest.raises(AttributeError, match="no attribute `nope`"):
         StackedNetwork.of(model, output_of="nope")
     assert StackedNetwork.of(nn.Sequential(nn.Sequential(), nn.ReLU()), "0") is None
+
+
+def test_arguments_that_are_not_tensors_are_named() -> None:
+    network, params = _linear_network()
+    x, y = torch.randn(2, 4, 6), torch.randint(0, 3, (2, 4))
+    with pytest.raises(TypeError, match="labels are a ndarray, not a tensor"):
+        network.loss_and_grad(params, x, y.numpy())
+    with pytest.raises(TypeError, match="inputs are a ndarray, not a tensor"):
+        network.forward(params, x.numpy())
+    with pytest.raises(TypeError, match="parameters are a list"):
+        network.forward(list(params.values()), x)
+    first = next(iter(params))
+    with pytest.raises(TypeError, match=rf"parameters \['{first}'\] are not tensors"):
+        network.forward({**params, first: params[first].numpy()}, x)
