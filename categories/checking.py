@@ -12,6 +12,7 @@ failure, never an exception; `assert_laws` turns it into a test failure.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -35,16 +36,21 @@ DEFAULT_MAX_EXAMPLES = 100
 DEFAULT_EXHAUSTIVE_LIMIT = 100_000
 
 
-def _check_max_examples(max_examples: object) -> None:
-    """Raise unless `max_examples` is a whole number of examples, at least 1."""
-    if isinstance(max_examples, bool) or not isinstance(max_examples, int):
+def _check_max_examples(max_examples: object) -> int:
+    """Return `max_examples` as an int; raise unless it is a count of at least 1."""
+    try:
+        if isinstance(max_examples, bool):
+            raise TypeError
+        count = operator.index(max_examples)  # type: ignore[arg-type]
+    except TypeError:
         raise TypeError(
             f"max_examples = {max_examples!r} is not an integer; pass a count >= 1"
-        )
-    if max_examples < 1:
+        ) from None
+    if count < 1:
         raise ValueError(
             f"max_examples = {max_examples} draws no example; pass a count >= 1"
         )
+    return count
 
 
 def run_examples(
@@ -58,7 +64,7 @@ def run_examples(
     every time; Hypothesis's example database is not used. A failure found
     on several examples is listed once.
     """
-    _check_max_examples(max_examples)
+    max_examples = _check_max_examples(max_examples)
     reports: list[LawReport] = []
 
     @settings(
@@ -215,7 +221,7 @@ def check_laws(subject: object, max_examples: int = DEFAULT_MAX_EXAMPLES) -> Law
     TypeError, ValueError
         If `max_examples` is not an integer of at least 1.
     """
-    _check_max_examples(max_examples)
+    max_examples = _check_max_examples(max_examples)
     if isinstance(subject, Category):
         return check_category(subject, max_examples)
     if isinstance(subject, Functor):

@@ -32,7 +32,7 @@ from learning import claims
 from learning.config import ExperimentConfig
 from learning.data import Dataset
 from learning.evaluate import StackedEvaluator
-from learning.fisher import fisher_length
+from learning.fisher import NonFiniteError, fisher_length
 from learning.functor import LearningFunctor
 from learning.homotopy import class_labels, homotopy_classes, loss_barriers
 from learning.laws import check_learning_functor
@@ -123,7 +123,7 @@ def check_functor_laws(
         "runs_checked": len(checked_runs),
         "runs_skipped": len(runs) - len(checked_runs),
         "segments_requested": config.functor_segments,
-        "segments_per_run": sorted(set(segment_counts)),
+        "segments_per_run": segment_counts,
         "rep_tolerance": {"rtol": rep.rtol, "atol": rep.atol},
         "probe_size": int(dataset.probe.shape[0]),
     }
@@ -731,10 +731,20 @@ def analyze_fisher_lengths(
     n_examples = min(cfg.n_examples, len(dataset.y_train))
     x, y = dataset.x_train[:n_examples], dataset.y_train[:n_examples]
     rows: list[dict[str, Any]] = []
+    excluded: list[str] = []
     for done, run in enumerate(usable, start=1):
-        length = fisher_length(
-            model, run.trajectory, x, y, kind=cfg.kind, rank=cfg.rank
-        )
+        try:
+            length = fisher_length(
+                model, run.trajectory, x, y, kind=cfg.kind, rank=cfg.rank
+            )
+        except NonFiniteError as error:
+            # A run can finish with a finite loss and still have weights so
+            # large that its per-example gradients overflow.
+            logger.warning("run %s left out of the Fisher lengths: %s", run.name, error)
+            excluded.append(run.name)
+            if progress is not None:
+                progress(done, len(usable))
+            continue
         rows.append(
             {
                 "run": run.name,
@@ -772,6 +782,7 @@ def analyze_fisher_lengths(
     result.update(
         status="computed",
         n_examples=n_examples,
+        excluded_runs=excluded,
         runs=rows,
         shortest_by_optimizer=shortest,
         reading=reading,

@@ -89,7 +89,7 @@ class DataConfig(_Strict):
                 " n_train=1000, n_test=797)"
             )
         local = ("mnist", "fashion_mnist", "cifar10")
-        if self.name in local and self.root is None:
+        if self.name in local and not (self.root or "").strip():
             raise ValueError(
                 f"data set {self.name!r} is read from a local folder; set data.root"
                 " to the folder holding its files (nothing is downloaded)"
@@ -251,6 +251,13 @@ class TrainConfig(_Strict):
             if len(set(values)) != len(values):
                 raise ValueError(
                     f"{field_name} = {values} repeats a seed; list each once"
+                )
+        for index, optimizer in enumerate(self.optimizers):
+            if optimizer in self.optimizers[:index]:
+                raise ValueError(
+                    f"optimizers lists {optimizer.name!r} with the same settings"
+                    f" twice (entries {self.optimizers.index(optimizer)} and"
+                    f" {index}), which would train identical runs; list it once"
                 )
         return self
 
@@ -508,7 +515,8 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
         raise ConfigError(
-            f"key {repeated[0]!r} appears twice in one object; keep one of them"
+            f"key {repeated[0]!r} appears twice in the object with keys"
+            f" {', '.join(dict.fromkeys(keys))}; keep one of them"
         )
     return dict(pairs)
 

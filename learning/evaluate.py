@@ -415,6 +415,11 @@ def _output_of(
             f"submodule {submodule!r} is not called in the forward pass of"
             f" {type(module).__name__}: name one that computes the features"
         )
+    if not isinstance(outputs[0], torch.Tensor):
+        raise TypeError(
+            f"submodule {submodule!r} returns a {type(outputs[0]).__name__}, not"
+            " a tensor: name a submodule whose output is one tensor of features"
+        )
     return outputs[0]
 
 

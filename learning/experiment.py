@@ -74,12 +74,17 @@ def train_sweep(
             )
         else:
             together = [i for i in missing if supports(specs[i])]
+            alone: dict[str, list[str]] = {}
             for i in sorted(set(missing) - set(together)):
+                reason = " and ".join(unsupported_features(specs[i]))
+                alone.setdefault(reason, []).append(specs[i].name)
+            for reason, names in alone.items():
                 logger.info(
-                    "training run %s on its own: the vectorized pass does not"
-                    " implement %s",
-                    specs[i].name,
-                    " and ".join(unsupported_features(specs[i])),
+                    "training %d run(s) on their own, because the vectorized"
+                    " pass does not implement %s: %s",
+                    len(names),
+                    reason,
+                    ", ".join(names),
                 )
     if together:
         trained = train_ensemble(config, dataset, [specs[i] for i in together], device)
@@ -153,6 +158,10 @@ def reproduce(
     """
     if isinstance(config, str):
         config = preset(config)
+    if not str(out).strip():
+        raise ConfigError(
+            "the results folder is empty; name one, such as results/quick"
+        )
     out = Path(out)
     device = resolve_device(config.device)
     if out.exists() and not out.is_dir():

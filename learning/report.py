@@ -236,16 +236,31 @@ def _fisher_section(results: dict[str, Any]) -> list[str]:
             f" {f['checkpoint_every']} steps (lengths depend on that spacing)."
             f" Claimed: {f['claim']['claimed']}. Reading: {f['reading']}."
         ),
+    ]
+    if f["excluded_runs"]:
+        lines.append(
+            "Left out, because their per-example gradients are not finite:"
+            f" {', '.join(f['excluded_runs'])}."
+        )
+    lines += [
         "",
         "| init seed | run | optimizer | Fisher length | Euclidean length |",
         "|---|---|---|---|---|",
     ]
     for row in sorted(f["runs"], key=lambda r: (r["init_seed"], r["fisher_length"])):
         lines.append(
-            f"| {row['init_seed']} | {row['run']} | {row['optimizer']}"
+            f"| {row['init_seed']} | {row['run']} | {row['optimizer_label']}"
             f" | {_fmt(row['fisher_length'], 4)} | {_fmt(row['euclidean_length'], 3)} |"
         )
     return lines
+
+
+def _optimizer_cell(run: dict[str, Any]) -> str:
+    """Return the run's optimizer label, with its learning rate unless shown."""
+    label: str = run["optimizer_label"]
+    if "lr=" in label:
+        return label
+    return f"{label} lr={run['optimizer']['lr']}"
 
 
 def _runs_section(results: dict[str, Any]) -> list[str]:
@@ -261,7 +276,7 @@ def _runs_section(results: dict[str, Any]) -> list[str]:
         if r["diverged_at_step"] is not None:
             status += f" at step {r['diverged_at_step']}"
         lines.append(
-            f"| {r['name']} | {r['optimizer']['name']} lr={r['optimizer']['lr']} | {status}"
+            f"| {r['name']} | {_optimizer_cell(r)} | {status}"
             f" | {_pct(r['train_accuracy'])} | {_pct(r['test_accuracy'])}"
             f" | {_pct(r['generalization_gap'])} | {_fmt(r['train_loss'], 4)} |"
         )
@@ -270,7 +285,7 @@ def _runs_section(results: dict[str, Any]) -> list[str]:
 
 def _segments_text(functor_laws: dict[str, Any]) -> str:
     """Describe how many segments each trajectory was cut into."""
-    counts = functor_laws["segments_per_run"]
+    counts = sorted(set(functor_laws["segments_per_run"]))
     requested = functor_laws["segments_requested"]
     if not counts:
         return "no segments"

@@ -1003,7 +1003,7 @@ def stacked_forward_fn(
     later = {name for name, _ in module.named_parameters()} - set(stacked.shapes)
 
     def forward(params: StackedParams, x: torch.Tensor) -> torch.Tensor:
-        if later:
+        if later and isinstance(params, Mapping):  # check() names a non-dict
             params = {k: v for k, v in params.items() if k not in later}
         stacked.check(params, x)
         tensors = tuple(params.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 from hypothesis import strategies as st
 
@@ -408,3 +409,7 @@ def test_nonterminating_completion_stops_at_bound() -> None:
 def test_max_examples_below_one_rejected(count: object, error: type) -> None:
     with pytest.raises(error, match="max_examples = .* pass a count >= 1"):
         check_laws(Cyclic(4), max_examples=count)  # type: ignore[arg-type]
+
+
+def test_max_examples_accepts_numpy_integer() -> None:
+    assert check_laws(Cyclic(4), max_examples=np.int64(5)).ok

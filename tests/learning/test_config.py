@@ -160,7 +160,7 @@ def test_optimizer_label_names_differing_settings() -> None:
 def test_duplicate_key_rejected(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text('{"train": {"epochs": 2, "epochs": 3}}')
-    with pytest.raises(ConfigError, match="key 'epochs' appears twice"):
+    with pytest.raises(ConfigError, match="'epochs' appears twice in the object with"):
         load_config(path)
 
 
@@ -174,3 +174,18 @@ def test_batch_larger_than_training_set_rejected() -> None:
         ExperimentConfig.model_validate(
             {"data": {"n_train": 600}, "train": {"batch_size": 601}}
         )
+
+
+def test_same_optimizer_twice_rejected() -> None:
+    with pytest.raises(ValidationError, match=r"'sgd' with the same settings twice"):
+        TrainConfig(
+            optimizers=[
+                OptimizerConfig(name="sgd", lr=0.05),
+                OptimizerConfig(name="sgd", lr=0.05),
+            ]
+        )
+
+
+def test_empty_root_for_local_data_rejected() -> None:
+    with pytest.raises(ValidationError, match="set data.root"):
+        DataConfig(name="mnist", root="  ")

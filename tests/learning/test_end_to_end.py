@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+import learning.analyses
 import learning.experiment
 from learning.config import ConfigError, OptimizerConfig, preset
 from learning.data import load_dataset
 from learning.experiment import reproduce, train_sweep
+from learning.fisher import NonFiniteError
 from learning.store import RunStore
 
 
@@ -273,8 +275,42 @@ def test_vectorized_sweep_logs_unsupported_optimizer(
     with caplog.at_level("INFO", logger="learning.experiment"):
         runs = train_sweep(vectorized, dataset, RunStore(tmp_path), torch.device("cpu"))
     assert [run.status for run in runs] == ["complete"] * 2
-    assert "rmsprop on its own: the vectorized pass does not implement" in caplog.text
-    assert "sgd on its own" not in caplog.text
+    alone = [r.getMessage() for r in caplog.records if "on their own" in r.message]
+    assert len(alone) == 1
+    assert alone[0].startswith("training 1 run(s) on their own, because the")
+    assert "optimizer 'rmsprop'" in alone[0]
+    assert alone[0].endswith(f": {runs[1].name}")
+
+
+def test_run_with_overflowing_gradients_left_out_of_fisher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A finite loss does not guarantee finite per-example gradients: a run
+    # whose weights grow to about 1e22 overflows them at the Fisher stage.
+    real_length = learning.analyses.fisher_length
+    calls: list[int] = []
+
+    def overflowing_first(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise NonFiniteError("per-example gradients are not finite")
+        return real_length(*args, **kwargs)
+
+    monkeypatch.setattr(learning.analyses, "fisher_length", overflowing_first)
+    config = preset("tiny")
+    train = config.train.model_copy(update={"epochs": 1})
+    results = reproduce(config.model_copy(update={"train": train}), tmp_path)
+    fisher = results["fisher"]
+    first = results["runs"][0]["name"]
+    assert fisher["excluded_runs"] == [first]
+    assert first not in {row["run"] for row in fisher["runs"]}
+    report = (tmp_path / "report.md").read_text()
+    assert f"gradients are not finite: {first}." in report
+
+
+def test_empty_results_folder_rejected() -> None:
+    with pytest.raises(ConfigError, match="the results folder is empty"):
+        reproduce("tiny", "")
 
 
 def test_unfitting_model_is_config_error(tmp_path: Path) -> None:
@@ -354,3 +390,5 @@ def test_two_settings_of_one_optimizer_kept_apart(tmp_path: Path) -> None:
     assert {row["optimizer_label"] for row in results["fisher"]["runs"]} == labels
     report = (tmp_path / "report.md").read_text()
     assert "total persistence, sgd (lr=0.05) runs only" in report
+    assert "| sgd (lr=0.01) | complete |" in report  # the runs table
+    assert any(f"| {label} | " in report for label in labels)  # the Fisher table

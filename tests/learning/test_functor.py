@@ -268,3 +268,20 @@ def test_law_check_reports_segments_used(
     assert laws["segments_per_run"] == [checkpoints - 1]
     text = _segments_text(laws)
     assert text.startswith(f"{checkpoints - 1} segments (1000 were requested")
+
+
+class _PairEncoder(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x.relu()
+
+
+def test_feature_module_returning_tuple_is_named() -> None:
+    model = nn.Sequential()
+    model.add_module("lin", nn.Linear(5, 5))
+    model.add_module("enc", _PairEncoder())
+    functor = LearningFunctor(
+        model, torch.randn(4, 5), torch.device("cpu"), feature_module="enc"
+    )
+    point = ParamPoint(ParamLayout.of(model).flatten(model))
+    with pytest.raises(TypeError, match="'enc' returns a tuple, not a tensor"):
+        functor.map_object(point)

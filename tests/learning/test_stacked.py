@@ -758,3 +758,12 @@ def test_arguments_that_are_not_tensors_are_named() -> None:
     first = next(iter(params))
     with pytest.raises(TypeError, match=rf"parameters \['{first}'\] are not tensors"):
         network.forward({**params, first: params[first].numpy()}, x)
+
+
+def test_output_of_names_parameters_that_are_a_list() -> None:
+    model = build_model(ModelConfig(kind="mlp"), (40,), 10)
+    forward = stacked_forward_fn(model, output_of="features.1")
+    assert forward is not None
+    stacked, _ = stack_module_state([model])
+    with pytest.raises(TypeError, match="parameters are a list"):
+        forward(list(stacked.values()), torch.randn(1, 2, 40))  # type: ignore[arg-type]
