@@ -57,7 +57,7 @@ The speedup also depends on the processor. The loop's time goes mostly to
 per-call overhead and the ensemble's mostly to matrix products, and the
 ratio of these two costs differs from one processor to another. On idle
 2-core AMD EPYC machines, a Zen 4 one printed 3.1 to 4.4 and a Zen 3 one
-(family 25, model 1) 4.9 to 5.6. The first line printed names the processor.
+(family 25, model 1) 4.7 to 5.9. The first line printed names the processor.
 """
 
 from __future__ import annotations
