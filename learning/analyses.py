@@ -742,20 +742,18 @@ def analyze_fisher_lengths(
             # large that its per-example gradients overflow.
             logger.warning("run %s left out of the Fisher lengths: %s", run.name, error)
             excluded.append(run.name)
-            if progress is not None:
-                progress(done, len(usable))
-            continue
-        rows.append(
-            {
-                "run": run.name,
-                "init_seed": run.spec.init_seed,
-                "optimizer": run.spec.optimizer.name,
-                "optimizer_label": config.train.optimizer_label(run.spec.optimizer),
-                "fisher_length": length.length,
-                "euclidean_length": length.euclidean_length,
-                "segments": len(length.segment_lengths),
-            }
-        )
+        else:
+            rows.append(
+                {
+                    "run": run.name,
+                    "init_seed": run.spec.init_seed,
+                    "optimizer": run.spec.optimizer.name,
+                    "optimizer_label": config.train.optimizer_label(run.spec.optimizer),
+                    "fisher_length": length.length,
+                    "euclidean_length": length.euclidean_length,
+                    "segments": len(length.segment_lengths),
+                }
+            )
         if progress is not None:
             progress(done, len(usable))
 

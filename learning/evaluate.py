@@ -31,6 +31,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from learning.config import ConfigError
 from learning.param import ParamLayout, ParamPoint
 from learning.stacked import (
+    check_label_dtype,
     check_label_range,
     global_hooks_registered,
     stacked_forward_fn,
@@ -170,11 +171,7 @@ class StackedEvaluator:
                 " examples of x: pass one class index per example, shape"
                 f" ({x.shape[0]},)"
             )
-        if y.is_floating_point() or y.dtype == torch.bool:
-            raise TypeError(
-                f"labels have dtype {y.dtype}; class indices are integers: pass"
-                " y.long()"
-            )
+        check_label_dtype(y)
 
     def _check_buffers(
         self, points: torch.Tensor, buffers: torch.Tensor | None

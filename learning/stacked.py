@@ -158,13 +158,20 @@ class _Layer:
     ) -> torch.Tensor | None:
         raise NotImplementedError
 
-    def has_params(self) -> bool:
-        return False
-
     def param_names(self) -> list[str]:
         """Return the names of the parameters this layer reads."""
-        names = [getattr(self, "weight", None), getattr(self, "bias", None)]
-        return [name for name in names if name is not None]
+        return []
+
+
+class _WeightedLayer(_Layer):
+    """A layer with a weight and an optional bias, named under `prefix`."""
+
+    def __init__(self, prefix: str, has_bias: bool) -> None:
+        self.weight = f"{prefix}weight"
+        self.bias = f"{prefix}bias" if has_bias else None
+
+    def param_names(self) -> list[str]:
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
 
 
 class _Identity(_Layer):
@@ -278,15 +285,8 @@ class _Unflatten(_Layer):
         return grad.reshape(saved)
 
 
-class _Linear(_Layer):
+class _Linear(_WeightedLayer):
     """nn.Linear: one batched product over the runs, on the last dimension."""
-
-    def __init__(self, prefix: str, has_bias: bool) -> None:
-        self.weight = f"{prefix}weight"
-        self.bias = f"{prefix}bias" if has_bias else None
-
-    def has_params(self) -> bool:
-        return True
 
     def forward(
         self, params: StackedParams, a: _Activation, buffers: _Buffers
@@ -334,7 +334,7 @@ class _Linear(_Layer):
         return _to_channels_last(result) if channels_last else result
 
 
-class _Convolution(_Layer):
+class _Convolution(_WeightedLayer):
     """nn.Conv1d or nn.Conv2d as im2col and one batched product.
 
     The input is gathered channels-last into a matrix of shape
@@ -354,14 +354,10 @@ class _Convolution(_Layer):
         stride: tuple[int, ...],
         padding: tuple[int, ...],
     ) -> None:
-        self.weight = f"{prefix}weight"
-        self.bias = f"{prefix}bias" if has_bias else None
+        super().__init__(prefix, has_bias)
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
-
-    def has_params(self) -> bool:
-        return True
 
     def forward(
         self, params: StackedParams, a: _Activation, buffers: _Buffers
@@ -482,7 +478,7 @@ class _Convolution(_Layer):
         return total[self._interior(shape)]
 
 
-class _HalvingConvolution(_Layer):
+class _HalvingConvolution(_WeightedLayer):
     """A 1-D convolution with kernel 3, stride 2 and padding 1.
 
     Output o reads inputs 2o - 1, 2o and 2o + 1, through the taps W0, W1
@@ -495,13 +491,6 @@ class _HalvingConvolution(_Layer):
     This reads the input in place, where gathering windows would copy it
     one and a half times, and its backward pass needs no scattered sum.
     """
-
-    def __init__(self, prefix: str, has_bias: bool) -> None:
-        self.weight = f"{prefix}weight"
-        self.bias = f"{prefix}bias" if has_bias else None
-
-    def has_params(self) -> bool:
-        return True
 
     def forward(
         self, params: StackedParams, a: _Activation, buffers: _Buffers
@@ -640,7 +629,7 @@ class StackedNetwork:
         self.shapes = shapes
         for key, layer in enumerate(layers):
             layer.key = key
-        with_params = [i for i, layer in enumerate(layers) if layer.has_params()]
+        with_params = [i for i, layer in enumerate(layers) if layer.param_names()]
         self.first_with_params = with_params[0] if with_params else len(layers)
         self.buffers = _Buffers(keep=True)
 
@@ -850,11 +839,7 @@ class StackedNetwork:
                 f"labels on {y.device} and inputs on {x.device}: move the labels"
                 f" with y.to({str(x.device)!r})"
             )
-        if y.is_floating_point() or y.dtype == torch.bool:
-            raise TypeError(
-                f"labels have dtype {y.dtype}; class indices are integers: pass"
-                " y.long()"
-            )
+        check_label_dtype(y)
 
     def _loss_and_grad(
         self, params: StackedParams, x: torch.Tensor, y: torch.Tensor
@@ -1017,6 +1002,14 @@ def stacked_forward_fn(
         return stacked._outputs(params, x)  # already checked
 
     return forward
+
+
+def check_label_dtype(y: torch.Tensor) -> None:
+    """Raise unless `y` has an integer dtype, as class indices do."""
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(
+            f"labels have dtype {y.dtype}; class indices are integers: pass y.long()"
+        )
 
 
 def check_label_range(y: torch.Tensor, classes: int) -> None:

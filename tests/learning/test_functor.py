@@ -210,9 +210,8 @@ class _Wrapped(nn.Module):
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_every_submodule_read_in_place(batch_norm: bool) -> None:
-    # Without BatchNorm the CNN goes through the batched products, with it
-    # through vmap; either way a submodule's output is the one it gives
-    # inside the whole network, not the submodule applied to the inputs.
+    # The CNN runs through the batched products without BatchNorm and
+    # through vmap with it. Both must read each submodule inside the network.
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind="cnn", batch_norm=batch_norm), (40,), 10)
     evaluator = StackedEvaluator(model, torch.device("cpu"))

@@ -701,7 +701,7 @@ def test_zero_runs_and_empty_halving_inputs_are_named() -> None:
 
 
 def test_tensors_on_different_devices_are_named() -> None:
-    # The meta device stands in for a GPU: the check runs before any compute.
+    # The meta device plays the part of a GPU, because the check runs first.
     network, params = _linear_network()
     x, y = torch.randn(2, 4, 6), torch.randint(0, 3, (2, 4))
     elsewhere = {k: v.to("meta") for k, v in params.items()}
